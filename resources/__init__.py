@@ -1,0 +1,1 @@
+"""Dagster resources: data providers, warehouse, and (later) LLM and broker."""

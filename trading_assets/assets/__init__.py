@@ -1,0 +1,1 @@
+"""Dagster wiring of the asset graph, one module per layer."""

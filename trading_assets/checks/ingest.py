@@ -1,0 +1,262 @@
+"""Data-quality checks on the ingest layer: great-expectations suites inside partitioned checks.
+
+Each check reads its partition range straight from the warehouse (one query) plus the rows the
+last materializing run wrote *outside* its range: a provider that leaks a bar or a headline
+from the future puts it there, and the IO manager's own range filter would hide it.
+Blocking checks stop every downstream asset (and so every order) when they fail.
+"""
+
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+)
+from dagster_duckdb import DuckDBResource
+
+from resources.market_data import MarketDataResource
+from resources.warehouse import SCHEMA
+from trading_assets.assets.ingest import MINUTES, bars, fundamentals, news
+from trading_assets.checks.expectations import Expectation, SuiteOutcome, validate
+from trading_assets.partitions import naive_market_time
+
+MINUTE = pd.Timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    inside: pd.DataFrame  # rows stored for the check's partition range
+    stray: pd.DataFrame  # rows the last materializing run wrote outside that range
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+def _load(
+    context: AssetCheckExecutionContext, warehouse: DuckDBResource, table: str
+) -> Loaded | None:
+    """The check's rows, or None when the table has never been written."""
+    start, end = (naive_market_time(t) for t in context.partition_time_window)
+    last = context.instance.get_latest_materialization_event(AssetKey(table))
+    last_run = last.run_id if last else ""
+    with warehouse.get_connection() as conn:
+        exists = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [SCHEMA, table],
+        ).fetchone()
+        if not exists or not exists[0]:
+            return None
+        inside = conn.execute(
+            f"SELECT * FROM {SCHEMA}.{table} WHERE minute >= ? AND minute < ?", [start, end]
+        ).df()
+        stray = conn.execute(
+            f"SELECT * FROM {SCHEMA}.{table} WHERE run_id = ? AND (minute < ? OR minute >= ?)",
+            [last_run, start, end],
+        ).df()
+    return Loaded(inside, stray, start, end)
+
+
+def _result(
+    outcome: SuiteOutcome, stray: pd.DataFrame, end: pd.Timestamp, severity: AssetCheckSeverity
+) -> AssetCheckResult:
+    stray_after = stray[stray["minute"] >= end] if not stray.empty else stray
+    passed = outcome.success and stray.empty
+    description = outcome.summary()
+    if not stray.empty:
+        description = (
+            f"{len(stray)} rows written outside the partition range "
+            f"({len(stray_after)} stamped at or after its end {end}); " + description
+        )
+    metadata: dict[str, Any] = {
+        "rows": outcome.row_count,
+        "rows_outside_range": len(stray),
+        "summary": MetadataValue.text(description),
+    }
+    for o in outcome.outcomes:
+        metadata[f"failed: {o.label}" if not o.success else f"ok: {o.label}"] = o.unexpected_count
+    return AssetCheckResult(
+        passed=passed, severity=severity, metadata=metadata, description=description
+    )
+
+
+def _missing_table(table: str) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=False,
+        severity=AssetCheckSeverity.ERROR,
+        description=f"table {SCHEMA}.{table} does not exist: materialize `{table}` first",
+    )
+
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+BAR_EXPECTATIONS = [
+    *[
+        Expectation(
+            "ExpectColumnValuesToBeBetween",
+            {"column": c, "min_value": 0, "strict_min": True},
+            f"{c} > 0",
+        )
+        for c in PRICE_COLUMNS
+    ],
+    *[
+        Expectation("ExpectColumnValuesToNotBeNull", {"column": c}, f"{c} present")
+        for c in (*PRICE_COLUMNS, "volume", "ticker", "minute")
+    ],
+    Expectation(
+        "ExpectColumnValuesToBeBetween", {"column": "volume", "min_value": 0}, "volume >= 0"
+    ),
+    *[
+        Expectation(
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            {"column_A": "high", "column_B": c, "or_equal": True},
+            f"high >= {c}",
+        )
+        for c in ("open", "close", "low")
+    ],
+    *[
+        Expectation(
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            {"column_A": c, "column_B": "low", "or_equal": True},
+            f"low <= {c}",
+        )
+        for c in ("open", "close")
+    ],
+    Expectation(
+        "ExpectCompoundColumnsToBeUnique",
+        {"column_list": ["ticker", "minute"]},
+        "one bar per ticker and minute",
+    ),
+]
+
+
+@asset_check(asset=bars, partitions_def=MINUTES, blocking=True)
+def bars_valid(
+    context: AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> AssetCheckResult:
+    """OHLC consistency, positive prices, non-negative volume, one bar per ticker-minute, and no
+    bar stamped outside the partition range. Blocking: bad bars never reach an analyst."""
+    loaded = _load(context, warehouse, "bars")
+    if loaded is None:
+        return _missing_table("bars")
+    outcome = validate(loaded.inside, "bars", BAR_EXPECTATIONS)
+    return _result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
+
+
+@asset_check(asset=bars, partitions_def=MINUTES, blocking=False)
+def bars_expected_tickers(
+    context: AssetCheckExecutionContext, warehouse: DuckDBResource, market_data: MarketDataResource
+) -> AssetCheckResult:
+    """Every ticker of the universe has bars in the range. A warning, not a block: a real feed
+    misses the odd minute, and a missing bar cannot produce a wrong order downstream."""
+    loaded = _load(context, warehouse, "bars")
+    if loaded is None:
+        return _missing_table("bars")
+    inside = loaded.inside
+    expected = market_data.universe()
+    outcome = validate(
+        inside if not inside.empty else pd.DataFrame({"ticker": pd.Series(dtype="string")}),
+        "bars_tickers",
+        [
+            Expectation(
+                "ExpectColumnDistinctValuesToContainSet",
+                {"column": "ticker", "value_set": expected},
+                "expected tickers present",
+            )
+        ],
+    )
+    present = set(inside["ticker"]) if not inside.empty else set()
+    missing = sorted(set(expected) - present)
+    coverage = (
+        inside.groupby("ticker").size().reindex(expected, fill_value=0)
+        if not inside.empty
+        else pd.Series(0, index=expected)
+    )
+    return AssetCheckResult(
+        passed=outcome.success,
+        severity=AssetCheckSeverity.WARN,
+        description=f"missing tickers: {missing}" if missing else "every expected ticker present",
+        metadata={
+            "expected": MetadataValue.text(",".join(expected)),
+            "missing": MetadataValue.text(",".join(missing)),
+            "bars_per_ticker": MetadataValue.json({k: int(v) for k, v in coverage.items()}),
+            "range": MetadataValue.text(f"{loaded.start} .. {loaded.end}"),
+        },
+    )
+
+
+NEWS_EXPECTATIONS = [
+    Expectation("ExpectColumnValuesToNotBeNull", {"column": "headline"}, "headline present"),
+    Expectation(
+        "ExpectColumnValueLengthsToBeBetween",
+        {"column": "headline", "min_value": 1},
+        "headline not empty",
+    ),
+    Expectation(
+        "ExpectColumnPairValuesAToBeGreaterThanB",
+        {"column_A": "partition_end", "column_B": "published_at"},
+        "published before the partition end",
+    ),
+    Expectation("ExpectColumnValuesToBeUnique", {"column": "news_id"}, "no duplicate story"),
+    Expectation(
+        "ExpectColumnValuesToBeUnique", {"column": "story_key"}, "no duplicate headline"
+    ),
+]
+
+
+@asset_check(asset=news, partitions_def=MINUTES, blocking=True)
+def news_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
+    """Non-empty headlines, each published before the end of the partition it is stored in
+    (no look-ahead), and no story twice. Blocking: analysts never read a future headline."""
+    from trading_assets.ingest.news import story_key
+
+    loaded = _load(context, warehouse, "news")
+    if loaded is None:
+        return _missing_table("news")
+    frame = loaded.inside.assign(
+        partition_end=loaded.inside["minute"] + MINUTE,
+        story_key=loaded.inside["headline"].fillna("").map(story_key).astype("string"),
+    )
+    outcome = validate(frame, "news", NEWS_EXPECTATIONS)
+    return _result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
+
+
+FUNDAMENTAL_EXPECTATIONS = [
+    Expectation(
+        "ExpectColumnPairValuesAToBeGreaterThanB",
+        {"column_A": "as_of", "column_B": "filed_at"},
+        "every value filed before the partition end",
+    ),
+    Expectation(
+        "ExpectColumnPairValuesAToBeGreaterThanB",
+        {"column_A": "partition_end", "column_B": "as_of", "or_equal": True},
+        "as_of not after the partition end",
+    ),
+    Expectation(
+        "ExpectCompoundColumnsToBeUnique",
+        {"column_list": ["ticker", "minute"]},
+        "one snapshot per ticker and minute",
+    ),
+]
+
+
+@asset_check(asset=fundamentals, partitions_def=MINUTES, blocking=True)
+def fundamentals_point_in_time(
+    context: AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> AssetCheckResult:
+    """Every value in a snapshot was filed before the partition ended. Blocking: a fundamental
+    from the future would make every backtest look better than it can be."""
+    loaded = _load(context, warehouse, "fundamentals")
+    if loaded is None:
+        return _missing_table("fundamentals")
+    frame = loaded.inside.assign(partition_end=loaded.inside["minute"] + MINUTE)
+    outcome = validate(frame, "fundamentals", FUNDAMENTAL_EXPECTATIONS)
+    return _result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
+
+
+INGEST_CHECKS = [bars_valid, bars_expected_tickers, news_valid, fundamentals_point_in_time]

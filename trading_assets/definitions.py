@@ -1,0 +1,55 @@
+"""The code location: `dagster dev` in the repository root loads this through workspace.yaml."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, EnvVar, in_process_executor
+
+from jobs.ingest import ingest_job
+from resources.market_data import MarketDataResource
+from resources.warehouse import warehouse_io_manager, warehouse_resource
+from trading_assets.assets.ingest import bars, fundamentals, news
+from trading_assets.checks.ingest import INGEST_CHECKS
+
+
+def _secret(name: str) -> EnvVar | str:
+    """An EnvVar when the variable is set (Dagster shows its name, never its value); otherwise
+    empty, and a provider that needs it fails with the variable's name when selected."""
+    return EnvVar(name) if os.environ.get(name) else ""
+
+
+def market_data_from_env() -> MarketDataResource:
+    env = os.environ.get
+    return MarketDataResource(
+        bars_provider=env("TRADING_BARS_PROVIDER", "replay"),
+        news_providers=env("TRADING_NEWS_PROVIDERS", "replay"),
+        fundamentals_provider=env("TRADING_FUNDAMENTALS_PROVIDER", "replay"),
+        tickers=env("TRADING_UNIVERSE", ""),
+        replay_dir=env("TRADING_REPLAY_DIR", ""),
+        alpaca_api_key=_secret("ALPACA_API_KEY"),
+        alpaca_secret_key=_secret("ALPACA_SECRET_KEY"),
+        alpaca_feed=env("ALPACA_DATA_FEED", "iex"),
+        alpaca_data_url=env("ALPACA_DATA_URL", ""),
+        finnhub_api_key=_secret("FINNHUB_API_KEY"),
+        finnhub_base_url=env("FINNHUB_BASE_URL", ""),
+    )
+
+
+def build_definitions() -> Definitions:
+    # One process per run: the steps share the DuckDB file (one writer at a time) and the
+    # imports (GX alone is ~13 s), which a subprocess per step would pay again each time.
+    return Definitions(
+        assets=[bars, news, fundamentals],
+        asset_checks=INGEST_CHECKS,
+        jobs=[ingest_job],
+        resources={
+            "io_manager": warehouse_io_manager(),
+            "warehouse": warehouse_resource(),
+            "market_data": market_data_from_env(),
+        },
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions()

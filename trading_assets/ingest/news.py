@@ -1,0 +1,83 @@
+"""Provider headlines -> the `news` asset frame: one row per story, in the partition where it
+first became known.
+
+The same story arrives from several providers and is re-published later; a story counts once,
+at its first appearance. Deciding "first" needs the stories published before the window too,
+so callers pass a look-back of provider rows and this function keeps only the stories whose
+first appearance falls inside [window_start, window_end).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable
+
+import pandas as pd
+
+from trading_assets.partitions import arrival_minutes
+from trading_assets.schemas import MARKET_TZ, NEWS_COLUMNS, conform, empty_frame
+
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def story_key(headline: str) -> str:
+    """A headline reduced to what makes it the same story: case, quotes, punctuation and
+    spacing differ between providers and are ignored."""
+    text = unicodedata.normalize("NFKC", headline).translate(_QUOTES).casefold()
+    return _NON_WORD.sub(" ", text).strip()
+
+
+def story_id(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def dedupe_news(
+    provider_news: pd.DataFrame,
+    universe: Iterable[str],
+    grid: pd.DatetimeIndex,
+    window_start: pd.Timestamp,
+    window_end: pd.Timestamp,
+) -> pd.DataFrame:
+    """Merge provider rows into stories and keep those first known inside the window.
+
+    `grid` is the session-minute grid (naive NY) used to find each story's arrival partition;
+    `window_start`/`window_end` are naive NY partition bounds. Tickers outside `universe` are
+    dropped from a story; a story left with none is not about us and is dropped.
+    """
+    wanted = set(universe)
+    if provider_news.empty:
+        return empty_frame(NEWS_COLUMNS)
+    rows = provider_news.copy()
+    rows["tickers"] = rows["tickers"].map(lambda ts: sorted(wanted.intersection(ts)))
+    rows = rows[rows["tickers"].map(bool) & rows["headline"].str.strip().astype(bool)]
+    if rows.empty:
+        return empty_frame(NEWS_COLUMNS)
+    rows["key"] = rows["headline"].map(story_key)
+    rows = rows.sort_values(["published_at", "provider", "provider_id"], kind="stable")
+
+    grouped = rows.groupby("key", sort=False)
+    first = grouped.head(1).set_index("key")
+    stories = pd.DataFrame(
+        {
+            "published_at": first["published_at"],
+            "headline": first["headline"].str.strip(),
+            "url": first["url"],
+            "summary": grouped["summary"].agg(lambda s: max(s, key=len)),
+            "source": grouped["source"].agg(lambda s: "; ".join(dict.fromkeys(x for x in s if x))),
+            "tickers": grouped["tickers"].agg(lambda s: ",".join(sorted(set().union(*s)))),
+            "providers": grouped["provider"].agg(lambda s: ",".join(sorted(set(s)))),
+        }
+    )
+    stories["news_id"] = [story_id(k) for k in stories.index]
+    stories["minute"] = arrival_minutes(stories["published_at"], grid).to_numpy()
+    stories["published_at"] = (
+        pd.to_datetime(stories["published_at"], utc=True).dt.tz_convert(MARKET_TZ).dt.tz_localize(None)
+    )
+    inside = (stories["minute"] >= window_start) & (stories["minute"] < window_end)
+    frame = conform(stories[inside].reset_index(drop=True), NEWS_COLUMNS)
+    return frame.sort_values(["minute", "published_at", "news_id"], kind="stable").reset_index(
+        drop=True
+    )
