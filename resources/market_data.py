@@ -133,4 +133,3 @@ class MarketDataResource(ConfigurableResource):
 
     def fetch_facts(self, tickers: Sequence[str] | None = None) -> pd.DataFrame:
         return self.facts_source().fetch_facts(list(tickers or self.universe()))
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from dagster import Definitions, EnvVar, in_process_executor
 
@@ -36,7 +37,9 @@ def market_data_from_env() -> MarketDataResource:
     )
 
 
-def build_definitions() -> Definitions:
+def build_definitions(
+    warehouse: Path | None = None, market_data: MarketDataResource | None = None
+) -> Definitions:
     # One process per run: the steps share the DuckDB file (one writer at a time) and the
     # imports (GX alone is ~13 s), which a subprocess per step would pay again each time.
     return Definitions(
@@ -44,9 +47,9 @@ def build_definitions() -> Definitions:
         asset_checks=INGEST_CHECKS,
         jobs=[ingest_job],
         resources={
-            "io_manager": warehouse_io_manager(),
-            "warehouse": warehouse_resource(),
-            "market_data": market_data_from_env(),
+            "io_manager": warehouse_io_manager(warehouse),
+            "warehouse": warehouse_resource(warehouse),
+            "market_data": market_data or market_data_from_env(),
         },
         executor=in_process_executor,
     )

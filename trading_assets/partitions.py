@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from dagster import TimeWindowPartitionsDefinition
 
-from trading_assets.schemas import MARKET_TZ
+from trading_assets.schemas import MARKET_TZ, to_market_naive
 
 PARTITION_FMT = "%Y-%m-%d-%H:%M"
 SESSION_CRON = "* 9-16 * * 1-5"
@@ -34,8 +34,14 @@ FULL_SESSION_MINUTES = 390
 
 @functools.lru_cache(maxsize=8)
 def nyse_calendar(first_day: str, last_day: str) -> xcals.ExchangeCalendar:
-    """XNYS sessions covering [first_day, last_day] (cached: building one takes ~100 ms)."""
-    return xcals.get_calendar("XNYS", start=first_day, end=last_day)
+    """XNYS sessions covering [first_day, last_day] with a week's margin either side, so a
+    one-day range and look-ups of the neighbouring sessions work (cached: ~100 ms to build)."""
+    margin = pd.Timedelta(days=7)
+    return xcals.get_calendar(
+        "XNYS",
+        start=(pd.Timestamp(first_day) - margin).strftime("%Y-%m-%d"),
+        end=(pd.Timestamp(last_day) + margin).strftime("%Y-%m-%d"),
+    )
 
 
 def _calendar_horizon(end: str | None) -> str:
@@ -115,9 +121,7 @@ def arrival_minutes(published_utc: pd.Series, grid: pd.DatetimeIndex) -> pd.Seri
     on a Saturday arrives in the next session's 09:30. `grid` is `session_minutes` (naive NY)
     and must extend past the last instant; instants past it get NaT.
     """
-    local = (
-        pd.to_datetime(published_utc, utc=True).dt.tz_convert(MARKET_TZ).dt.tz_localize(None)
-    )
+    local = to_market_naive(published_utc)
     floored = local.dt.floor("min")
     idx = np.searchsorted(grid.values, floored.values, side="left")
     in_grid = idx < len(grid)

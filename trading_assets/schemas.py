@@ -116,6 +116,11 @@ FUNDAMENTAL_COLUMNS: dict[str, str] = {
 }
 
 
+def to_market_naive(values: pd.Series) -> pd.Series:
+    """Instants (tz-aware, or naive UTC) as the naive New York wall clock the warehouse stores."""
+    return pd.to_datetime(values, utc=True).dt.tz_convert(MARKET_TZ).dt.tz_localize(None)
+
+
 def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
     """An empty frame with the contract's columns and dtypes (a minute with no data is valid)."""
     return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})

@@ -39,7 +39,8 @@ def _first_column(frame: pd.DataFrame, names: Sequence[str], what: str, folder: 
         if name in frame.columns:
             return name
     raise ProviderConfigError(
-        f"replay {what} in {folder} need one of the columns {list(names)}; found {list(frame.columns)}"
+        f"replay {what} in {folder} need one of the columns {list(names)}; "
+        f"found {list(frame.columns)}"
     )
 
 

@@ -373,18 +373,6 @@ def test_vectorised_rows_equal_one_by_one(facts: pd.DataFrame) -> None:
         pd.testing.assert_frame_equal(together.iloc[[i]].reset_index(drop=True), alone)
 
 
-def test_facts_without_the_concept_column_give_the_same_recent_values(
-    facts: pd.DataFrame,
-) -> None:
-    as_of = pd.DataFrame(
-        {"ticker": ["AAPL", "NVDA", "GOOG"], "as_of": pd.Timestamp("2026-03-13 09:31")}
-    )
-    pd.testing.assert_frame_equal(
-        point_in_time_values(facts.drop(columns=CONCEPT_COLUMN), as_of),
-        point_in_time_values(facts, as_of),
-    )
-
-
 def test_tz_aware_as_of_is_refused(facts: pd.DataFrame) -> None:
     as_of = pd.DataFrame({"ticker": ["AAPL"], "as_of": [pd.Timestamp("2026-03-13", tz="UTC")]})
     with pytest.raises(ValueError, match="naive"):

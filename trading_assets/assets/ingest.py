@@ -5,7 +5,6 @@ frame to a pure function in trading_assets.ingest. A range of partitions is one 
 (BackfillPolicy.single_run), so backfilling a session is one run and one provider request.
 """
 
-
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,8 +12,8 @@ import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetIn,
-    Backoff,
     BackfillPolicy,
+    Backoff,
     Failure,
     Jitter,
     MetadataValue,

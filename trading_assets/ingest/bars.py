@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trading_assets.schemas import BAR_COLUMNS, MARKET_TZ, conform, empty_frame
+from trading_assets.schemas import BAR_COLUMNS, conform, empty_frame, to_market_naive
 
 
 def bars_frame(provider_bars: pd.DataFrame, provider: str) -> pd.DataFrame:
@@ -16,9 +16,7 @@ def bars_frame(provider_bars: pd.DataFrame, provider: str) -> pd.DataFrame:
     if provider_bars.empty:
         return empty_frame(BAR_COLUMNS)
     out = provider_bars.copy()
-    out["minute"] = (
-        pd.to_datetime(out["timestamp"], utc=True).dt.tz_convert(MARKET_TZ).dt.tz_localize(None)
-    )
+    out["minute"] = to_market_naive(out["timestamp"])
     out["provider"] = provider
     frame = conform(out, BAR_COLUMNS)
     return frame.sort_values(["minute", "ticker"], kind="stable").reset_index(drop=True)

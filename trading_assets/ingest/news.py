@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from trading_assets.partitions import arrival_minutes
-from trading_assets.schemas import MARKET_TZ, NEWS_COLUMNS, conform, empty_frame
+from trading_assets.schemas import MARKET_TZ, NEWS_COLUMNS, conform, empty_frame, to_market_naive
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _NON_WORD = re.compile(r"[^0-9a-z]+")
@@ -50,7 +50,10 @@ def dedupe_news(
     wanted = set(universe)
     if provider_news.empty:
         return empty_frame(NEWS_COLUMNS)
-    rows = provider_news.copy()
+    # Point in time: a copy published after the window must not add its providers, tickers or
+    # a longer summary to a story stored inside the window.
+    known_by = window_end.tz_localize(MARKET_TZ).tz_convert("UTC")
+    rows = provider_news[pd.to_datetime(provider_news["published_at"], utc=True) < known_by].copy()
     rows["tickers"] = rows["tickers"].map(lambda ts: sorted(wanted.intersection(ts)))
     rows = rows[rows["tickers"].map(bool) & rows["headline"].str.strip().astype(bool)]
     if rows.empty:
@@ -73,9 +76,7 @@ def dedupe_news(
     )
     stories["news_id"] = [story_id(k) for k in stories.index]
     stories["minute"] = arrival_minutes(stories["published_at"], grid).to_numpy()
-    stories["published_at"] = (
-        pd.to_datetime(stories["published_at"], utc=True).dt.tz_convert(MARKET_TZ).dt.tz_localize(None)
-    )
+    stories["published_at"] = to_market_naive(stories["published_at"])
     inside = (stories["minute"] >= window_start) & (stories["minute"] < window_end)
     frame = conform(stories[inside].reset_index(drop=True), NEWS_COLUMNS)
     return frame.sort_values(["minute", "published_at", "news_id"], kind="stable").reset_index(

@@ -1,0 +1,41 @@
+# Two commands on a fresh machine:  make demo  (the main job)  and  make test  (the tests).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo test lint ui ui-postgres clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv with the pinned dependencies
+
+demo: setup  ## materialize one bundled real session of the ingest layer (no keys needed)
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/python -m trading_assets.main $(if $(SESSION),--session $(SESSION),)
+
+test: setup  ## the whole test suite (needs the local PostgreSQL on 127.0.0.1:5432)
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+ui: setup  ## the Dagster UI and daemon on http://127.0.0.1:3000, instance in DAGSTER_HOME
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+ui-postgres: setup  ## the same on a Postgres instance (DAGSTER_PG_* variables, see README)
+	mkdir -p "$(DAGSTER_HOME)"
+	cp dagster.yaml.example "$(DAGSTER_HOME)/dagster.yaml"
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf data .dagster_home .pytest_cache
