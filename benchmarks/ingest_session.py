@@ -10,31 +10,15 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
-from contextlib import closing
 from pathlib import Path
 
-import psycopg2
 from dagster import DagsterInstance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' graph helpers
 
 
-from tests.graph.conftest import make_graph
+from tests.graph.conftest import make_graph, throwaway_postgres_instance
 from trading_assets.checks.expectations import _context
-
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-
-
-def postgres_home(tmp: Path, db: str) -> Path:
-    example = (Path(__file__).resolve().parents[1] / "dagster.yaml.example").read_text()
-    (tmp / "dagster.yaml").write_text(
-        example.replace("{env: DAGSTER_PG_HOST}", PG["host"])
-        .replace("{env: DAGSTER_PG_USER}", PG["user"])
-        .replace("{env: DAGSTER_PG_PASSWORD}", '""')
-        .replace("{env: DAGSTER_PG_DB}", db)
-    )
-    return tmp
 
 
 def timed_run(instance: DagsterInstance, tmp: Path, session: str) -> float:
@@ -59,24 +43,8 @@ def main() -> None:
             sqlite_s = timed_run(instance, Path(tmp), args.session)
     print(f"sqlite instance:   390 partitions x 3 assets + 4 checks in {sqlite_s:6.1f} s")
 
-    db = f"dagster_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(dbname="postgres", **PG)
-    admin.autocommit = True
-    with closing(admin), admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{db}"')
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                home = postgres_home(Path(tmp), db)
-                instance = DagsterInstance.from_config(str(home))
-                try:
-                    pg_s = timed_run(instance, Path(tmp), args.session)
-                finally:
-                    instance.dispose()
-        finally:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s", [db]
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{db}"')
+    with tempfile.TemporaryDirectory() as tmp, throwaway_postgres_instance(Path(tmp)) as pg:
+        pg_s = timed_run(pg[0], Path(tmp), args.session)
     print(f"postgres instance: 390 partitions x 3 assets + 4 checks in {pg_s:6.1f} s")
 
 

@@ -76,8 +76,12 @@ class MarketDataResource(ConfigurableResource):
             "bars_provider": self.bars_provider,
             "news_providers": ",".join(_split(self.news_providers)),
             "fundamentals_provider": self.fundamentals_provider,
-            "replay_dir": str(self.replay().folder) if "replay" in self._cache else "",
+            "replay_dir": str(self.replay().folder) if self._uses_replay() else "",
         }
+
+    def _uses_replay(self) -> bool:
+        chosen = [self.bars_provider, self.fundamentals_provider, *_split(self.news_providers)]
+        return any(name.strip().lower() == "replay" for name in chosen)
 
     def _provider(self, name: str, dataset: str) -> object:
         name = name.strip().lower()

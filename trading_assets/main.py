@@ -57,18 +57,15 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\ningest_job {first} .. {last}: {'SUCCESS' if result.success else 'FAILURE'}")
     print(f"run {result.run_id} in {elapsed:.1f} s (instance: {home})")
-    in_session = "WHERE minute >= ?::DATE AND minute < ?::DATE + 1"
-    summaries = {
-        "bars": f"SELECT count(*), count(DISTINCT ticker) || ' tickers', min(minute), max(minute) "
-        f"FROM {SCHEMA}.bars {in_session}",
-        "news": f"SELECT count(*), 'stories', min(minute), max(minute) "
-        f"FROM {SCHEMA}.news {in_session}",
-        "fundamentals": f"SELECT count(*), count(DISTINCT ticker) || ' tickers', min(minute), "
-        f"max(minute) FROM {SCHEMA}.fundamentals {in_session}",
-    }
+    counted = {"bars": "count(DISTINCT ticker) || ' tickers'", "news": "'stories'"}
+    counted["fundamentals"] = counted["bars"]
     with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
-        for table, sql in summaries.items():
-            rows, what, lo, hi = conn.execute(sql, [args.session, args.session]).fetchone()
+        for table, what_sql in counted.items():
+            rows, what, lo, hi = conn.execute(
+                f"SELECT count(*), {what_sql}, min(minute), max(minute) FROM {SCHEMA}.{table} "
+                "WHERE minute >= ?::DATE AND minute < ?::DATE + 1",
+                [args.session, args.session],
+            ).fetchone()
             print(f"  {table:<13}{rows:>6} rows  {what:<11} {lo} .. {hi}")
     print("checks:")
     for evaluation in result.get_asset_check_evaluations():

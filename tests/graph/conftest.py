@@ -1,13 +1,18 @@
 """Helpers to run the real code location against a throw-away warehouse and instance."""
 
+import os
+import uuid
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import psycopg2
 import pytest
 from dagster import (
+    AssetCheckEvaluation,
     AssetSelection,
     DagsterInstance,
     Definitions,
@@ -53,6 +58,13 @@ class Graph:
             instance=instance, tags=tags, raise_on_error=False, run_config=QUIET
         )
 
+    def recheck(
+        self, instance: DagsterInstance, first: str, last: str, check_name: str
+    ) -> AssetCheckEvaluation:
+        """Run only the checks over a range and return one check's evaluation."""
+        result = self.run(instance, first, last, job=CHECKS_ONLY.name)
+        return check_results(result)[check_name]
+
     def query(self, sql: str, params: list[object] | None = None) -> pd.DataFrame:
         with duckdb.connect(str(self.warehouse)) as conn:
             return conn.execute(sql, params or []).df()
@@ -62,10 +74,11 @@ class Graph:
             conn.execute(sql, params or [])
 
 
-def make_graph(tmp: Path, replay_dir: Path = BUNDLED_REPLAY_DIR) -> Graph:
+def make_graph(tmp: Path, replay_dir: Path = BUNDLED_REPLAY_DIR, tickers: str = "") -> Graph:
     warehouse = tmp / "warehouse.duckdb"
     defs = build_definitions(
-        warehouse=warehouse, market_data=MarketDataResource(replay_dir=str(replay_dir))
+        warehouse=warehouse,
+        market_data=MarketDataResource(replay_dir=str(replay_dir), tickers=tickers),
     )
     return Graph(Definitions.merge(defs, Definitions(jobs=[CHECKS_ONLY])), warehouse)
 
@@ -76,8 +89,48 @@ def instance() -> Iterator[DagsterInstance]:
         yield inst
 
 
-def check_results(result: ExecuteInProcessResult) -> dict[str, object]:
+def check_results(result: ExecuteInProcessResult) -> dict[str, AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+PG = {
+    "host": os.environ.get("DAGSTER_PG_HOST", "127.0.0.1"),
+    "port": int(os.environ.get("DAGSTER_PG_PORT", "5432")),
+    "user": os.environ.get("DAGSTER_PG_USER", "postgres"),
+}
+
+
+def _admin() -> psycopg2.extensions.connection:
+    conn = psycopg2.connect(dbname="postgres", **PG)
+    conn.autocommit = True
+    return conn
+
+
+@contextmanager
+def throwaway_postgres_instance(home: Path) -> Iterator[tuple[DagsterInstance, str]]:
+    """A Dagster instance configured as dagster.yaml.example, on a database created for it on
+    the local server and dropped afterwards."""
+    db = f"dagster_test_{uuid.uuid4().hex[:10]}"
+    with closing(_admin()) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{db}"')
+    example = (Path(__file__).resolve().parents[2] / "dagster.yaml.example").read_text()
+    (home / "dagster.yaml").write_text(
+        example.replace("{env: DAGSTER_PG_HOST}", PG["host"])
+        .replace("{env: DAGSTER_PG_USER}", PG["user"])
+        .replace("{env: DAGSTER_PG_PASSWORD}", '""')
+        .replace("{env: DAGSTER_PG_DB}", db)
+        .replace("port: 5432", f"port: {PG['port']}")
+    )
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        yield instance, db
+    finally:
+        instance.dispose()
+        with closing(_admin()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [db]
+            )
+            cur.execute(f'DROP DATABASE IF EXISTS "{db}"')
 
 
 def replay_bars_utc() -> pd.DataFrame:

@@ -156,8 +156,7 @@ def test_a_bar_written_past_the_partition_end_fails_the_check(
         "FROM trading.bars WHERE minute = ? AND ticker = 'SPY'",
         [pd.Timestamp(f"{SESSION} 10:04")],
     )
-    rerun = graph.run(instance, f"{SESSION}-10:00", f"{SESSION}-10:04", job="ingest_checks_only")
-    bars_valid = check_results(rerun)["bars_valid"]
+    bars_valid = graph.recheck(instance, f"{SESSION}-10:00", f"{SESSION}-10:04", "bars_valid")
     assert not bars_valid.passed
     assert "1 rows written outside the partition range (1 stamped at or after its end" in (
         bars_valid.description
@@ -177,8 +176,7 @@ def test_a_headline_stamped_after_its_partition_end_fails_the_check(
         "INSERT INTO trading.news SELECT * FROM trading.news "
         "WHERE news_id = (SELECT max(news_id) FROM trading.news)"
     )
-    rerun = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-10:29", job="ingest_checks_only")
-    news_valid = check_results(rerun)["news_valid"]
+    news_valid = graph.recheck(instance, f"{SESSION}-09:30", f"{SESSION}-10:29", "news_valid")
     assert not news_valid.passed
     assert "published before the partition end: 1 rows" in news_valid.description
     assert "no duplicate story: 2 rows" in news_valid.description
@@ -194,8 +192,9 @@ def test_a_fundamental_filed_after_the_partition_fails_the_check(
         "WHERE ticker = 'NVDA' AND minute = ?",
         [pd.Timestamp(f"{SESSION} 09:31")],
     )
-    rerun = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-09:34", job="ingest_checks_only")
-    check = check_results(rerun)["fundamentals_point_in_time"]
+    check = graph.recheck(
+        instance, f"{SESSION}-09:30", f"{SESSION}-09:34", "fundamentals_point_in_time"
+    )
     assert not check.passed
     assert "every value filed before the partition end: 1 rows" in check.description
 
@@ -208,16 +207,7 @@ def test_a_missing_ticker_is_a_warning_not_a_block(
     path = next((folder / "bars").glob("*.parquet"))
     bars = pd.read_parquet(path)
     bars[bars["symbol"] != "TSLA"].to_parquet(path, index=False)
-    from resources.market_data import MarketDataResource
-    from trading_assets.definitions import build_definitions
-
-    graph = Graph(
-        build_definitions(
-            warehouse=tmp_path / "w.duckdb",
-            market_data=MarketDataResource(replay_dir=str(folder), tickers="AAPL,TSLA"),
-        ),
-        tmp_path / "w.duckdb",
-    )
+    graph = make_graph(tmp_path, folder, tickers="AAPL,TSLA")
     result = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-09:39")
     tickers = check_results(result)["bars_expected_tickers"]
     assert not tickers.passed and tickers.severity.value == "WARN"
