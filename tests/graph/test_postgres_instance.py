@@ -41,16 +41,18 @@ def test_ingest_run_is_stored_in_postgres_and_reads_back(tmp_path: Path) -> None
                 ('["fundamentals"]', 30),
                 ('["news"]', 30),
             ]
+            # A range run records one evaluation per check (Dagster 1.13 leaves the planned
+            # per-partition rows as PLANNED: see the issue note).
             cur.execute(
-                "SELECT check_name, count(*) FROM asset_check_executions "
-                "WHERE run_id = %s AND execution_status = 'SUCCEEDED' GROUP BY check_name",
+                "SELECT check_name, execution_status FROM asset_check_executions "
+                "WHERE run_id = %s AND execution_status <> 'PLANNED'",
                 [result.run_id],
             )
-            succeeded = dict(cur.fetchall())
+            evaluated = cur.fetchall()
         conn.close()
-    assert succeeded == {
-        "bars_valid": 30,
-        "bars_expected_tickers": 30,
-        "news_valid": 30,
-        "fundamentals_point_in_time": 30,
-    }
+    assert sorted(evaluated) == [
+        ("bars_expected_tickers", "SUCCEEDED"),
+        ("bars_valid", "SUCCEEDED"),
+        ("fundamentals_point_in_time", "SUCCEEDED"),
+        ("news_valid", "SUCCEEDED"),
+    ]
