@@ -60,6 +60,17 @@ class MarketDataResource(ConfigurableResource):
         explicit = [t.upper() for t in _split(self.tickers)]
         return sorted(dict.fromkeys(explicit)) if explicit else self.replay().default_tickers()
 
+    def index_tickers(self) -> list[str]:
+        """The universe's ETFs (SPY, QQQ): the macro analyst's market, not traded by the team."""
+        etfs = self.replay().universe()
+        etf_set = set(etfs.loc[etfs["asset_type"].str.lower() == "etf", "ticker"])
+        return [t for t in self.universe() if t in etf_set]
+
+    def stock_tickers(self) -> list[str]:
+        """The tickers the analysts cover and the team trades: the universe less its ETFs."""
+        etfs = set(self.index_tickers())
+        return [t for t in self.universe() if t not in etfs]
+
     def bars_source(self) -> BarsProvider:
         return self._provider(self.bars_provider, "bars")  # type: ignore[return-value]
 

@@ -8,9 +8,14 @@ from pathlib import Path
 from dagster import Definitions, EnvVar, in_process_executor
 
 from jobs.ingest import ingest_job
+from jobs.research import research_job
+from resources.llm import LLMResource
 from resources.market_data import MarketDataResource
 from resources.warehouse import warehouse_io_manager, warehouse_resource
+from trading_assets.assets.analysts import analyst_team, debate_triggers
 from trading_assets.assets.ingest import bars, fundamentals, news
+from trading_assets.assets.research import debate, researchers
+from trading_assets.checks.agents import AGENT_CHECKS
 from trading_assets.checks.ingest import INGEST_CHECKS
 
 
@@ -37,19 +42,46 @@ def market_data_from_env() -> MarketDataResource:
     )
 
 
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
+def llm_from_env(warehouse: Path | None = None) -> LLMResource:
+    """TRADING_LLM_PROVIDER=rules (default: no model, no key) or openai (any OpenAI-compatible
+    server at OPENAI_BASE_URL with TRADING_LLM_MODEL); the key only ever as EnvVar."""
+    env = os.environ.get
+    return LLMResource(
+        provider=env("TRADING_LLM_PROVIDER", "rules"),
+        base_url=env("OPENAI_BASE_URL", ""),
+        model=env("TRADING_LLM_MODEL", "gpt-4o-mini"),
+        api_key=_secret("OPENAI_API_KEY"),
+        timeout_s=_float("TRADING_LLM_TIMEOUT_S", 30.0),
+        max_concurrency=int(_float("TRADING_LLM_CONCURRENCY", 4)),
+        input_usd_per_mtok=_float("TRADING_LLM_INPUT_USD_PER_MTOK", 0.15),
+        output_usd_per_mtok=_float("TRADING_LLM_OUTPUT_USD_PER_MTOK", 0.60),
+        cache_mode=env("TRADING_LLM_CACHE", "read_write"),
+        response_format=env("TRADING_LLM_RESPONSE_FORMAT", "json_schema"),
+        cache_database=str(warehouse) if warehouse else "",
+    )
+
+
 def build_definitions(
-    warehouse: Path | None = None, market_data: MarketDataResource | None = None
+    warehouse: Path | None = None,
+    market_data: MarketDataResource | None = None,
+    llm: LLMResource | None = None,
 ) -> Definitions:
     # One process per run: the steps share the DuckDB file (one writer at a time) and the
     # imports (GX alone is ~13 s), which a subprocess per step would pay again each time.
     return Definitions(
-        assets=[bars, news, fundamentals],
-        asset_checks=INGEST_CHECKS,
-        jobs=[ingest_job],
+        assets=[bars, news, fundamentals, debate_triggers, analyst_team, researchers, debate],
+        asset_checks=[*INGEST_CHECKS, *AGENT_CHECKS],
+        jobs=[ingest_job, research_job],
         resources={
             "io_manager": warehouse_io_manager(warehouse),
             "warehouse": warehouse_resource(warehouse),
             "market_data": market_data or market_data_from_env(),
+            "llm": llm or llm_from_env(warehouse),
         },
         executor=in_process_executor,
     )

@@ -21,7 +21,10 @@ import numpy as np
 import pandas as pd
 from dagster import TimeWindowPartitionsDefinition
 
+from trading_assets import partition_offsets
 from trading_assets.schemas import MARKET_TZ, to_market_naive
+
+partition_offsets.install()  # history mappings of hundreds of minutes, in one pass
 
 PARTITION_FMT = "%Y-%m-%d-%H:%M"
 SESSION_CRON = "* 9-16 * * 1-5"

@@ -111,6 +111,12 @@ FUNDAMENTAL_COLUMNS: dict[str, str] = {
     "debt_to_equity": "float64",
     "roe": "float64",
     "fcf_yield": "float64",
+    # Year over year, as fractions (0.12 = +12%): TTM ending at the latest known period vs the TTM
+    # ending a year earlier, both as known before as_of. NaN when either TTM is unknown or the
+    # prior year is <= 0 (growth from a loss has no meaningful sign).
+    "revenue_growth_yoy": "float64",
+    "net_income_growth_yoy": "float64",
+    "eps_growth_yoy": "float64",
     "period_end": "datetime64[ns]",  # latest fiscal period end among the values used
     "filed_at": "datetime64[ns]",  # latest availability instant among the values used
 }

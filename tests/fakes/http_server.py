@@ -46,6 +46,10 @@ class RecordedRequest:
         values = self.query.get(name)
         return values[0] if values else default
 
+    def json(self) -> Any:
+        """The body parsed as JSON (None when empty): what POST-based APIs send."""
+        return json.loads(self.body) if self.body else None
+
 
 @dataclass
 class FakeResponse:

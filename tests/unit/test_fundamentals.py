@@ -421,3 +421,167 @@ def test_loss_making_eps_gives_nan_pe_not_inf(facts: pd.DataFrame, prices: pd.Da
     assert (rows["eps_ttm"] == -0.12).all()
     assert rows["pe"].isna().all()
     assert rows["market_cap"].notna().all() and rows["ps"].notna().all()
+
+
+# --- year-over-year growth --------------------------------------------------------------------
+
+
+def test_growth_columns_are_part_of_the_point_in_time_values() -> None:
+    growth = ("revenue_growth_yoy", "net_income_growth_yoy", "eps_growth_yoy")
+    assert set(growth) <= set(POINT_IN_TIME_COLUMNS)
+    assert set(growth) <= set(FUNDAMENTAL_COLUMNS)
+
+
+def test_apple_growth_as_of_2026_03_13_from_the_filings(
+    facts: pd.DataFrame, docs: dict[str, dict[str, Any]]
+) -> None:
+    """TTM to Q1 FY2026 (Dec 2025) vs TTM to Q1 FY2025 (Dec 2024), each FY + Q1 - prior Q1."""
+    row = _at(facts, "AAPL", "2026-03-13 09:31").iloc[0]
+    aapl = docs["AAPL"]
+
+    def ttm(concept: str, fy: tuple[str, str], q1: tuple[str, str], q1_prior: tuple[str, str]):
+        return sum(
+            sign * _sec(aapl, concept, start=start, end=end, filed_before="2026-03-13")
+            for sign, (start, end) in ((1, fy), (1, q1), (-1, q1_prior))
+        )
+
+    periods_now = (("2024-09-29", "2025-09-27"), ("2025-09-28", "2025-12-27"))
+    periods_then = (("2023-10-01", "2024-09-28"), ("2024-09-29", "2024-12-28"))
+    q1_2024 = ("2023-10-01", "2023-12-30")
+    for concept, column, now_then in (
+        (
+            "RevenueFromContractWithCustomerExcludingAssessedTax",
+            "revenue_growth_yoy",
+            ((416_161 + 143_756 - 124_300), (391_035 + 124_300 - 119_575)),
+        ),
+        ("NetIncomeLoss", "net_income_growth_yoy", ((112_010 + 42_097 - 36_330), 96_150)),
+        ("EarningsPerShareDiluted", "eps_growth_yoy", ((7.46 + 2.84 - 2.40), (6.08 + 2.40 - 2.18))),
+    ):
+        now = ttm(concept, *periods_now, periods_then[1])
+        then = ttm(concept, *periods_then, q1_2024)
+        scale = 1 if column == "eps_growth_yoy" else M
+        assert now == pytest.approx(now_then[0] * scale)
+        assert then == pytest.approx(now_then[1] * scale)
+        assert row[column] == pytest.approx(now / then - 1, rel=1e-12), column
+    assert row["revenue_growth_yoy"] == pytest.approx(0.1007, abs=1e-4)
+
+
+def test_nvidia_and_alphabet_growth_as_of_2026_03_13_are_fiscal_year_ratios(
+    facts: pd.DataFrame, docs: dict[str, dict[str, Any]]
+) -> None:
+    nvda = _at(facts, "NVDA", "2026-03-13 09:31").iloc[0]
+    fy2026 = _sec(docs["NVDA"], "Revenues", start="2025-01-27", end="2026-01-25", form="10-K")
+    fy2025 = _sec(
+        docs["NVDA"], "Revenues", start="2024-01-29", end="2025-01-26", filed_before="2026-03-13"
+    )
+    assert (fy2026, fy2025) == (215_938 * M, 130_497 * M)
+    assert nvda["revenue_growth_yoy"] == pytest.approx(fy2026 / fy2025 - 1, rel=1e-12)
+    eps = [
+        _sec(docs["NVDA"], "EarningsPerShareDiluted", start=s, end=e, filed_before="2026-03-13")
+        for s, e in (("2025-01-27", "2026-01-25"), ("2024-01-29", "2025-01-26"))
+    ]
+    assert eps == [4.90, 2.94]
+    assert nvda["eps_growth_yoy"] == pytest.approx(4.90 / 2.94 - 1, rel=1e-12)
+
+    goog = _at(facts, "GOOG", "2026-03-13 09:31").iloc[0]
+    fy2025, fy2024 = (
+        _sec(docs["GOOG"], "Revenues", start=s, end=e, filed_before="2026-03-13")
+        for s, e in (("2025-01-01", "2025-12-31"), ("2024-01-01", "2024-12-31"))
+    )
+    assert goog["revenue_growth_yoy"] == pytest.approx(fy2025 / fy2024 - 1, rel=1e-12)
+
+
+def test_growth_moves_only_when_its_filing_is_available(
+    facts: pd.DataFrame, docs: dict[str, dict[str, Any]]
+) -> None:
+    """NVIDIA's FY2026 10-K (filed 2026-02-25): before it, growth is TTM-to-Oct-2025 based."""
+    nvda = docs["NVDA"]
+
+    def revenue(start: str, end: str) -> float:
+        return _sec(nvda, "Revenues", start=start, end=end, filed_before="2026-02-25")
+
+    now = revenue("2024-01-29", "2025-01-26") + revenue("2025-01-27", "2025-10-26")
+    now -= revenue("2024-01-29", "2024-10-27")
+    then = revenue("2023-01-30", "2024-01-28") + revenue("2024-01-29", "2024-10-27")
+    then -= revenue("2023-01-30", "2023-10-29")
+    rows = _at(facts, "NVDA", "2026-02-25 15:59", "2026-02-26 00:00", "2026-02-26 00:01")
+    assert list(rows["revenue_growth_yoy"]) == pytest.approx(
+        [now / then - 1, now / then - 1, 215_938 / 130_497 - 1], rel=1e-12
+    )
+
+
+def test_a_restated_prior_year_counts_from_its_filing(facts: pd.DataFrame) -> None:
+    """A (made-up) 10-K/A cutting NVIDIA's FY2025 revenue, filed 2026-03-20: growth changes from
+    03-21 00:00 and not a minute before; the current TTM does not move."""
+    restated = {
+        "ticker": "NVDA",
+        "field": "revenue",
+        "value": 100_000 * M,
+        "period_start": pd.Timestamp("2024-01-29"),
+        "period_end": pd.Timestamp("2025-01-26"),
+        "filed": pd.Timestamp("2026-03-20"),
+        "form": "10-K/A",
+        "source": SOURCE,
+        CONCEPT_COLUMN: "us-gaap:Revenues",
+    }
+    amended = pd.concat([facts, pd.DataFrame([restated])], ignore_index=True)
+    rows = _at(amended, "NVDA", "2026-03-20 15:59", "2026-03-21 00:00", "2026-03-21 00:01")
+    assert list(rows["revenue_ttm"]) == [215_938 * M] * 3
+    assert list(rows["revenue_growth_yoy"]) == pytest.approx(
+        [215_938 / 130_497 - 1] * 2 + [215_938 / 100_000 - 1], rel=1e-12
+    )
+    assert rows["filed_at"].iloc[2] == pd.Timestamp("2026-03-21")  # the restatement was used
+
+
+def test_growth_from_a_loss_is_nan(facts: pd.DataFrame) -> None:
+    """NVIDIA's FY2010 was a loss (EPS -0.12); FY2011 (10-K filed 2011-03) earned 0.43."""
+    row = _at(facts, "NVDA", "2011-04-01 10:00").iloc[0]
+    prior = _at(facts, "NVDA", "2010-04-01 10:00").iloc[0]
+    assert prior["eps_ttm"] == -0.12 and prior["net_income_ttm"] < 0
+    assert row["eps_ttm"] == 0.43
+    assert np.isnan(row["eps_growth_yoy"]) and np.isnan(row["net_income_growth_yoy"])
+    assert np.isfinite(row["revenue_growth_yoy"])  # revenue was positive both years
+
+
+def test_eps_growth_across_a_split_uses_one_share_basis(
+    facts: pd.DataFrame, docs: dict[str, dict[str, Any]]
+) -> None:
+    """NVIDIA's 10:1 split (June 2024). On 2024-09-01 the prior-year TTM mixes the FY2023 10-K and
+    the H1 FY2023 10-Q (pre-split) with the H1 FY2024 comparative restated in the Aug 2024 10-Q."""
+    nvda = docs["NVDA"]
+
+    def eps(start: str, end: str) -> float:
+        return _sec(
+            nvda, "EarningsPerShareDiluted", start=start, end=end, filed_before="2024-09-01"
+        )
+
+    now = eps("2023-01-30", "2024-01-28") / 10 + eps("2024-01-29", "2024-07-28")
+    now -= eps("2023-01-30", "2023-07-30")
+    then = eps("2022-01-31", "2023-01-29") / 10 + eps("2023-01-30", "2023-07-30")
+    then -= eps("2022-01-31", "2022-07-31") / 10
+    assert eps("2023-01-30", "2023-07-30") == 0.33  # restated per post-split share
+    row = _at(facts, "NVDA", "2024-09-01 10:00").iloc[0]
+    # share counts give the factor, so it carries a few percent of buyback drift
+    assert row["eps_growth_yoy"] == pytest.approx(now / then - 1, rel=0.05)
+    assert row["eps_growth_yoy"] == pytest.approx(row["net_income_growth_yoy"], rel=0.05)
+
+
+def test_eps_growth_tracks_net_income_growth_through_every_split(facts: pd.DataFrame) -> None:
+    """Apple 7:1 (2014) and 4:1 (2020), NVIDIA 4:1 (2021) and 10:1 (2024), Alphabet 20:1 (2022):
+    a split mis-based would show as a -75%..-95% gap; buybacks and dilution explain < 15%."""
+    stamps = pd.date_range("2012-01-01", "2026-03-27", freq="W")
+    for ticker in ("AAPL", "NVDA", "GOOG"):
+        rows = _at(facts, ticker, *stamps.astype(str))
+        both = rows.dropna(subset=["eps_growth_yoy", "net_income_growth_yoy"])
+        assert len(both) > 100, ticker
+        ratio = (1 + both["eps_growth_yoy"]) / (1 + both["net_income_growth_yoy"])
+        assert ratio.between(0.85, 1.15).all(), (ticker, ratio.min(), ratio.max())
+
+
+def test_growth_on_the_bundled_session_frame(frame: pd.DataFrame) -> None:
+    for ticker in ("AAPL", "NVDA", "GOOG"):
+        rows = frame[frame["ticker"] == ticker]
+        for column in ("revenue_growth_yoy", "net_income_growth_yoy", "eps_growth_yoy"):
+            assert np.isfinite(rows[column]).all(), (ticker, column)
+    nvda = frame[frame["ticker"] == "NVDA"]
+    np.testing.assert_allclose(nvda["revenue_growth_yoy"], 215_938 / 130_497 - 1, rtol=1e-12)

@@ -46,8 +46,11 @@ class Loaded:
     end: pd.Timestamp
 
 
-def _load(
-    context: AssetCheckExecutionContext, warehouse: DuckDBResource, table: str
+def load_rows(
+    context: AssetCheckExecutionContext,
+    warehouse: DuckDBResource,
+    table: str,
+    columns: dict[str, str] | None = None,
 ) -> Loaded | None:
     """The check's rows, or None when the table has never been written."""
     start, end = (naive_market_time(t) for t in context.partition_time_window)
@@ -64,7 +67,7 @@ def _load(
             # simply had no rows (a quiet minute has no news), a never-materialized one is missing.
             if last is None:
                 return None
-            empty = empty_frame(STORED_COLUMNS[table])
+            empty = empty_frame(columns or STORED_COLUMNS[table])
             return Loaded(empty, empty, start, end)
         inside = conn.execute(
             f"SELECT * FROM {SCHEMA}.{table} WHERE minute >= ? AND minute < ?", [start, end]
@@ -76,7 +79,7 @@ def _load(
     return Loaded(inside, stray, start, end)
 
 
-def _result(
+def suite_result(
     outcome: SuiteOutcome, stray: pd.DataFrame, end: pd.Timestamp, severity: AssetCheckSeverity
 ) -> AssetCheckResult:
     stray_after = stray[stray["minute"] >= end] if not stray.empty else stray
@@ -99,7 +102,7 @@ def _result(
     )
 
 
-def _missing_table(table: str) -> AssetCheckResult:
+def missing_table(table: str) -> AssetCheckResult:
     return AssetCheckResult(
         passed=False,
         severity=AssetCheckSeverity.ERROR,
@@ -153,11 +156,11 @@ BAR_EXPECTATIONS = [
 def bars_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
     """OHLC consistency, positive prices, non-negative volume, one bar per ticker-minute, and no
     bar stamped outside the partition range. Blocking: bad bars never reach an analyst."""
-    loaded = _load(context, warehouse, "bars")
+    loaded = load_rows(context, warehouse, "bars")
     if loaded is None:
-        return _missing_table("bars")
+        return missing_table("bars")
     outcome = validate(loaded.inside, "bars", BAR_EXPECTATIONS)
-    return _result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
+    return suite_result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
 
 
 @asset_check(asset=bars, partitions_def=MINUTES, blocking=False)
@@ -166,9 +169,9 @@ def bars_expected_tickers(
 ) -> AssetCheckResult:
     """Every ticker of the universe has bars in the range. A warning, not a block: a real feed
     misses the odd minute, and a missing bar cannot produce a wrong order downstream."""
-    loaded = _load(context, warehouse, "bars")
+    loaded = load_rows(context, warehouse, "bars")
     if loaded is None:
-        return _missing_table("bars")
+        return missing_table("bars")
     inside = loaded.inside
     expected = market_data.universe()
     outcome = validate(
@@ -225,15 +228,15 @@ def news_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -
     (no look-ahead), and no story twice. Blocking: analysts never read a future headline."""
     from trading_assets.ingest.news import story_key
 
-    loaded = _load(context, warehouse, "news")
+    loaded = load_rows(context, warehouse, "news")
     if loaded is None:
-        return _missing_table("news")
+        return missing_table("news")
     frame = loaded.inside.assign(
         partition_end=loaded.inside["minute"] + MINUTE,
         story_key=loaded.inside["headline"].fillna("").map(story_key).astype("string"),
     )
     outcome = validate(frame, "news", NEWS_EXPECTATIONS)
-    return _result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
+    return suite_result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
 
 
 FUNDAMENTAL_EXPECTATIONS = [
@@ -261,12 +264,12 @@ def fundamentals_point_in_time(
 ) -> AssetCheckResult:
     """Every value in a snapshot was filed before the partition ended. Blocking: a fundamental
     from the future would make every backtest look better than it can be."""
-    loaded = _load(context, warehouse, "fundamentals")
+    loaded = load_rows(context, warehouse, "fundamentals")
     if loaded is None:
-        return _missing_table("fundamentals")
+        return missing_table("fundamentals")
     frame = loaded.inside.assign(partition_end=loaded.inside["minute"] + MINUTE)
     outcome = validate(frame, "fundamentals", FUNDAMENTAL_EXPECTATIONS)
-    return _result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
+    return suite_result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
 
 
 INGEST_CHECKS = [bars_valid, bars_expected_tickers, news_valid, fundamentals_point_in_time]

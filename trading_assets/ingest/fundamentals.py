@@ -8,6 +8,13 @@ Three steps, each a plain function over DataFrames:
    (TTM for flows, latest balance for stocks), choosing per as-of which XBRL concept to trust.
 3. `fundamentals_frame`: joins those values to minute closes and derives valuation ratios.
 
+Year-over-year growth (`revenue_growth_yoy`, `net_income_growth_yoy`, `eps_growth_yoy`) compares
+the TTM ending at the latest known period with the TTM ending about a year (52-53 weeks or 365
+days, +-7 days) earlier, both built by the same TTM rule from the facts known at the as-of. The
+prior year is therefore "as known then": a comparative restated in a later 10-Q counts once that
+10-Q is available, and never before. Growth = current / prior - 1 as a fraction; NaN when either
+TTM is unknown or the prior one is <= 0 (growth from a loss or from zero has no meaningful sign).
+
 Companies change concepts over the years (Apple revenue moved from `SalesRevenueNet` to
 `Revenues` to `RevenueFromContractWithCustomerExcludingAssessedTax`; NVIDIA capex from
 `PaymentsToAcquirePropertyPlantAndEquipment` to `PaymentsToAcquireProductiveAssets`), so a fixed
@@ -97,6 +104,9 @@ ANNUAL_DAYS = (350, 380)
 QUARTER_DAYS = (80, 100)
 _MATCH_DAYS = 3  # tolerance when chaining periods (a fiscal year starts the day after the last)
 _SAME_LENGTH_DAYS = 10  # a 14-week quarter still matches last year's 13-week one
+# The same period a year earlier ends 364 (52 weeks), 365/366 (calendar) or 371 (53 weeks) days
+# before; +-7 days around 365 takes all of them and never a neighbouring quarter.
+_YEAR_DAYS, _YEAR_TOLERANCE_DAYS = 365, 7
 
 _TTM_NAMES: dict[str, str] = {
     "revenue": "revenue_ttm",
@@ -105,7 +115,18 @@ _TTM_NAMES: dict[str, str] = {
     "operating_cash_flow": "operating_cash_flow_ttm",
     "capex": "capex_ttm",
 }
-VALUE_COLUMNS: tuple[str, ...] = (*(_TTM_NAMES[f] for f in DURATION_FIELDS), *INSTANT_FIELDS)
+# Flows whose year-over-year growth is reported; the others (cash flow, capex) are too lumpy.
+_GROWTH_NAMES: dict[str, str] = {
+    "revenue": "revenue_growth_yoy",
+    "net_income": "net_income_growth_yoy",
+    "eps_diluted": "eps_growth_yoy",
+}
+GROWTH_COLUMNS: tuple[str, ...] = tuple(_GROWTH_NAMES.values())
+VALUE_COLUMNS: tuple[str, ...] = (
+    *(_TTM_NAMES[f] for f in DURATION_FIELDS),
+    *INSTANT_FIELDS,
+    *GROWTH_COLUMNS,
+)
 POINT_IN_TIME_COLUMNS: tuple[str, ...] = (
     "ticker",
     "as_of",
@@ -281,7 +302,10 @@ def _periods(facts: _FieldFacts, n: int) -> tuple[np.ndarray, ...]:
 
 _NONE = (np.nan, np.nan, np.nan)
 
-# Rescales an annual value filed at one instant for use with a YTD filed at another (EPS only).
+# (start, end, value, available) per period, as `_periods` returns them.
+Periods = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+# Puts a value filed at one availability instant on the share basis of another (EPS only).
 Rebase = Callable[[float, int, int], float]
 
 
@@ -294,23 +318,45 @@ def _instant(facts: _FieldFacts | None, n: int) -> tuple[float, float, float]:
     return float(value[i]), float(end[i]), float(available[i])
 
 
-def _ttm(facts: _FieldFacts | None, n: int, rebase: Rebase | None) -> tuple[float, float, float]:
+def _ttm(
+    periods: Periods | None,
+    rebase: Rebase | None,
+    *,
+    until: float | None = None,
+    basis: int | None = None,
+) -> tuple[float, float, float]:
     """(TTM value, period_end day, latest available ns among parts) or NaNs.
 
     Latest period a fiscal year -> that year. Else annual + YTD - prior-year YTD (the annual must
     end the day before the YTD starts, the prior YTD start with that annual and match its length).
     Else four consecutive reported quarters. Anything else is not guessed.
+
+    `until` (a day number) computes the TTM ending at that period instead of the latest one.
+    `basis` (an availability instant) puts every part on that instant's share basis; without it
+    only an annual combined with a YTD is rebased, to the YTD's filing (the current TTM).
     """
-    if facts is None or n == 0:
+    if periods is None:
         return _NONE
-    start, end, value, available = _periods(facts, n)
+    start, end, value, available = periods
+    if until is not None:
+        keep = end <= until
+        start, end, value, available = start[keep], end[keep], value[keep], available[keep]
+    if not end.size:
+        return _NONE
+
+    def part(k: int, to: int) -> float:
+        if rebase is None or (basis is None and to == available[k]):
+            return float(value[k])
+        return rebase(float(value[k]), int(available[k]), to)
+
     length = end - start + 1
     annual = (length >= ANNUAL_DAYS[0]) & (length <= ANNUAL_DAYS[1])
     last = end.max()
     at_last = np.flatnonzero(end == last)
     for i in at_last:
         if annual[i]:
-            return float(value[i]), float(last), float(available[i])
+            total = float(value[i]) if basis is None else part(i, basis)
+            return total, float(last), float(available[i])
     for i in sorted(at_last, key=lambda j: -length[j]):
         if length[i] >= ANNUAL_DAYS[0]:
             continue
@@ -325,9 +371,11 @@ def _ttm(facts: _FieldFacts | None, n: int, rebase: Rebase | None) -> tuple[floa
             )
             if prior.size:
                 p = min(prior, key=lambda j: same[j])
-                year = value[a] if rebase is None else rebase(value[a], available[a], available[i])
-                total = year + value[i] - value[p]
-                return float(total), float(last), float(max(available[[a, i, p]]))
+                if basis is None:
+                    total = part(a, int(available[i])) + float(value[i]) - float(value[p])
+                else:
+                    total = part(a, basis) + part(i, basis) - part(p, basis)
+                return total, float(last), float(max(available[[a, i, p]]))
     quarter = (length >= QUARTER_DAYS[0]) & (length <= QUARTER_DAYS[1])
     chain: list[int] = []
     target, tolerance = last, 0
@@ -339,7 +387,36 @@ def _ttm(facts: _FieldFacts | None, n: int, rebase: Rebase | None) -> tuple[floa
         q = min(candidates, key=lambda j: gap[j])
         chain.append(q)
         target, tolerance = start[q] - 1, _MATCH_DAYS
-    return float(value[chain].sum()), float(last), float(max(available[chain]))
+    total = float(value[chain].sum()) if basis is None else sum(part(q, basis) for q in chain)
+    return total, float(last), float(max(available[chain]))
+
+
+def _growth(
+    periods: Periods | None, current: tuple[float, float, float], rebase: Rebase | None
+) -> tuple[float, float]:
+    """(current / prior-year TTM - 1, latest available ns among the prior's parts) or NaNs.
+
+    The prior year is the TTM ending a year before the current one, from the same known periods;
+    for EPS its parts go on the share basis of the current TTM's latest filing, because a split
+    between the two years would otherwise read as a 75% (4:1) or 90% (10:1) collapse.
+    """
+    value, last, available = current
+    if periods is None or np.isnan(value):
+        return np.nan, np.nan
+    ends = np.unique(periods[1])
+    offset = np.abs(last - ends - _YEAR_DAYS)
+    for k in np.argsort(offset, kind="stable"):
+        if offset[k] > _YEAR_TOLERANCE_DAYS:
+            break
+        basis = int(available) if rebase is not None else None
+        prior, _, prior_available = _ttm(periods, rebase, until=float(ends[k]), basis=basis)
+        if np.isnan(prior):
+            continue
+        if prior <= 0:
+            return np.nan, np.nan
+        growth = value / prior - 1.0
+        return (growth, prior_available) if np.isfinite(growth) else (np.nan, np.nan)
+    return np.nan, np.nan
 
 
 def _per_share_rebase(shares: _FieldFacts | None) -> Rebase | None:
@@ -354,13 +431,13 @@ def _per_share_rebase(shares: _FieldFacts | None) -> Rebase | None:
     if shares is None:
         return None
 
-    def rebase(year: float, year_available: int, ytd_available: int) -> float:
-        before = _instant(shares, shares.known(year_available))[0]
-        after = _instant(shares, shares.known(ytd_available))[0]
+    def rebase(value: float, from_available: int, to_available: int) -> float:
+        before = _instant(shares, shares.known(from_available))[0]
+        after = _instant(shares, shares.known(to_available))[0]
         if not (before > 0 and after > 0):
-            return year
+            return value
         factor = after / before
-        return year / factor if factor >= 1.5 or factor <= 1 / 1.5 else year
+        return value / factor if factor >= 1.5 or factor <= 1 / 1.5 else value
 
     return rebase
 
@@ -374,7 +451,14 @@ def _snapshot(by_field: dict[str, _FieldFacts], state_ns: int) -> dict[str, Any]
         facts = by_field.get(field)
         n = facts.known(state_ns) if facts is not None else 0
         if field in DURATION_FIELDS:
-            value, end, available = _ttm(facts, n, rebase if field == "eps_diluted" else None)
+            periods = _periods(facts, n) if facts is not None and n else None
+            field_rebase = rebase if field == "eps_diluted" else None
+            value, end, available = _ttm(periods, field_rebase)
+            if field in _GROWTH_NAMES:
+                growth, prior_available = _growth(periods, (value, end, available), field_rebase)
+                row[_GROWTH_NAMES[field]] = growth
+                if not np.isnan(growth):
+                    availables.append(prior_available)
         else:
             value, end, available = _instant(facts, n)
         row[_TTM_NAMES.get(field, field)] = value

@@ -1,0 +1,206 @@
+"""The analyst layer: the event gate and the four analysts, minute-partitioned, tickers as rows.
+
+`debate_triggers` decides which ticker-minutes are worth a model's time; `analyst_team` is one
+step that runs the four analysts in parallel threads (they share no inputs with each other) and
+stores four assets. Bars and news are read with history through partition mappings, so a range
+run loads its window plus the warm-up once.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    BackfillPolicy,
+    Config,
+    MetadataValue,
+    Output,
+    TimeWindowPartitionMapping,
+    asset,
+    multi_asset,
+)
+from pydantic import Field
+
+from resources.llm import LLMResource
+from resources.market_data import MarketDataResource
+from trading_assets.analysts.macro import macro_features
+from trading_assets.analysts.sentiment import headline_targets
+from trading_assets.analysts.team import ANALYSTS, TeamInputs, analyst_rows, covered
+from trading_assets.analysts.technical import technical_features
+from trading_assets.assets.ingest import MINUTES, PARTITION_EXPR, stamped
+from trading_assets.partitions import PARTITION_FMT
+from trading_assets.research.gating import GateSettings, calls_per_ticker_day, gate
+
+# Warm-up for indicators: MACD 26+9 on 5-minute bars needs ~175 one-minute bars.
+BAR_HISTORY_MINUTES = 200
+# Headlines count for sentiment with a half-life of hours: one session back is plenty.
+NEWS_HISTORY_MINUTES = 390
+BAR_HISTORY = TimeWindowPartitionMapping(
+    start_offset=-BAR_HISTORY_MINUTES, allow_nonexistent_upstream_partitions=True
+)
+NEWS_HISTORY = TimeWindowPartitionMapping(
+    start_offset=-NEWS_HISTORY_MINUTES, allow_nonexistent_upstream_partitions=True
+)
+MINUTE_ASSET = {
+    "partitions_def": MINUTES,
+    "backfill_policy": BackfillPolicy.single_run(),
+}
+
+
+def run_minutes(context: AssetExecutionContext) -> pd.DatetimeIndex:
+    """The run's partition minutes (bar starts, naive New York)."""
+    return pd.DatetimeIndex(pd.to_datetime(context.partition_keys, format=PARTITION_FMT))
+
+
+class GateConfig(Config):
+    max_per_minute: int = Field(3, description="debates a minute at most (strongest first)")
+    signal_threshold: float = Field(0.5, description="|technical score| crossing that triggers")
+    return_z: float = Field(3.0, description="|1-minute return z-score| for a price shock")
+    volume_ratio: float = Field(4.0, description="volume / its average for a volume shock")
+
+
+@asset(
+    ins={
+        "bars": AssetIn(partition_mapping=BAR_HISTORY),
+        "news": AssetIn(partition_mapping=NEWS_HISTORY),
+    },
+    metadata={"partition_expr": PARTITION_EXPR},
+    group_name="research",
+    kinds={"pandas", "duckdb"},
+    **MINUTE_ASSET,
+)
+def debate_triggers(
+    context: AssetExecutionContext,
+    config: GateConfig,
+    market_data: MarketDataResource,
+    bars: pd.DataFrame,
+    news: pd.DataFrame,
+) -> pd.DataFrame:
+    """Which ticker-minutes are debated: a new headline, a technical signal crossing its
+    threshold, or a price/volume shock; at most `max_per_minute` a minute. The rest hold."""
+    minutes = run_minutes(context)
+    stocks = market_data.stock_tickers()
+    technical = covered(technical_features(bars, minutes), stocks, minutes)
+    frame = gate(technical, headline_targets(news, stocks), GateSettings(**config.model_dump()))
+    reasons = frame.loc[frame["triggered"], "reasons"].str.extractall(r'"([a-z ]+?)[:\d(]')[0]
+    context.add_output_metadata(
+        {
+            "ticker_minutes": len(frame),
+            "triggered": int(frame["triggered"].sum()),
+            "debated": int(frame["debated"].sum()),
+            "capped": int((frame["triggered"] & ~frame["debated"]).sum()),
+            "trigger_kinds": MetadataValue.json(reasons.str.strip().value_counts().to_dict()),
+            **calls_per_ticker_day(frame, rounds=2),
+        }
+    )
+    return stamped(frame, context)
+
+
+class AnalystTeamConfig(Config):
+    llm_scope: str = Field(
+        "debated",
+        description="with a model: 'debated' ticker-minutes only (the rest keep the rules view, "
+        "labelled) or 'all'",
+    )
+    sentiment_half_life_minutes: float = Field(120.0, description="headline weight half-life")
+
+
+ANALYST_DESCRIPTIONS = {
+    "technical": "Indicators on 1- and 5-minute bars (SMA, EMA, RSI, MACD, stochastic, "
+    "Bollinger, ATR, OBV, session VWAP, volume) turned into a view per ticker and minute.",
+    "fundamental": "Valuation, year-over-year growth and balance-sheet quality from the "
+    "point-in-time fundamentals.",
+    "sentiment": "Each headline scored once, aggregated per ticker with recency decay; "
+    "instruction-like headlines quarantined.",
+    "macro": "Market regime from SPY and QQQ trend, realised volatility and breadth across the "
+    "universe, applied to every ticker.",
+}
+
+
+@multi_asset(
+    outs={
+        f"{name}_analysis": AssetOut(
+            metadata={"partition_expr": PARTITION_EXPR},
+            group_name="analysts",
+            kinds={"pandas", "duckdb"},
+            description=ANALYST_DESCRIPTIONS[name],
+            is_required=False,
+        )
+        for name in ANALYSTS
+    },
+    ins={
+        "bars": AssetIn(partition_mapping=BAR_HISTORY),
+        "news": AssetIn(partition_mapping=NEWS_HISTORY),
+        "fundamentals": AssetIn(),
+        "debate_triggers": AssetIn(),
+    },
+    can_subset=True,
+    **MINUTE_ASSET,
+)
+def analyst_team(
+    context: AssetExecutionContext,
+    config: AnalystTeamConfig,
+    market_data: MarketDataResource,
+    llm: LLMResource,
+    bars: pd.DataFrame,
+    news: pd.DataFrame,
+    fundamentals: pd.DataFrame,
+    debate_triggers: pd.DataFrame,
+):
+    """The technical, fundamental, sentiment and macro analysts, in parallel threads."""
+    minutes = run_minutes(context)
+    stocks = market_data.stock_tickers()
+    grid = covered(technical_features(bars, minutes), stocks, minutes)
+    scope = (
+        grid[["minute", "ticker"]]
+        .merge(
+            debate_triggers[["minute", "ticker", "debated"]], on=["minute", "ticker"], how="left"
+        )["debated"]
+        .fillna(False)
+    )
+    if config.llm_scope == "all":
+        scope[:] = True
+    universe = market_data.replay().universe().set_index("ticker")
+    names = {
+        t: str(universe.at[t, "aliases"]).split(";")[0] if t in universe.index else t
+        for t in stocks
+    }
+    inputs = TeamInputs(
+        grid=grid,
+        minutes=minutes,
+        fundamentals=fundamentals,
+        headlines=headline_targets(news, stocks),
+        macro=macro_features(bars, minutes, stocks, market_data.index_tickers()),
+        in_scope=scope.astype(bool),
+        company_names=names,
+    )
+    selected = [n for n in ANALYSTS if f"{n}_analysis" in context.selected_output_names]
+    with ExitStack() as stack:
+        clients = {n: None if llm.is_rules else stack.enter_context(llm.client()) for n in selected}
+        with ThreadPoolExecutor(max_workers=len(selected) or 1) as pool:
+            futures = {n: pool.submit(analyst_rows, n, inputs, clients[n]) for n in selected}
+            frames = {n: f.result() for n, f in futures.items()}
+    for name in selected:
+        frame = frames[name]
+        client = clients[name]
+        yield Output(
+            stamped(frame, context),
+            output_name=f"{name}_analysis",
+            metadata={
+                "rows": len(frame),
+                "stances": MetadataValue.json(frame["stance"].value_counts().to_dict()),
+                "mean_confidence": round(float(frame["confidence"].mean()), 3)
+                if len(frame)
+                else 0.0,
+                "model_rows": int((frame["model"] != frame["model"].iloc[0]).sum())
+                if len(frame)
+                else 0,
+                "models": MetadataValue.json(frame["model"].value_counts().to_dict()),
+                "fallbacks": int(frame["fallback"].sum()),
+                **(client.stats.as_metadata() if client else {"llm_model": "rules (no model)"}),
+                **llm.describe(),
+            },
+        )

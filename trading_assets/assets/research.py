@@ -1,0 +1,187 @@
+"""The research layer: the bull and bear openings, then the debate rounds and the judge.
+
+Only ticker-minutes the gate selected are debated; every other ticker-minute gets a HOLD row that
+says why, so `debate` has one row per ticker and minute like the analysts.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+    multi_asset,
+)
+from pydantic import Field
+
+from resources.llm import LLMResource
+from resources.market_data import MarketDataResource
+from trading_assets.analysts.sentiment import headline_targets
+from trading_assets.analysts.team import ANALYSTS
+from trading_assets.assets.analysts import MINUTE_ASSET, NEWS_HISTORY
+from trading_assets.assets.ingest import PARTITION_EXPR, stamped
+from trading_assets.research.bundle import build_bundles
+from trading_assets.research.debate import DEFAULT_ROUNDS, Side
+from trading_assets.research.protocol import (
+    argue,
+    argument_frame,
+    arguments_from_frame,
+    debate_frame,
+    judge,
+    run_rounds,
+)
+
+ANALYSIS_INS = {f"{name}_analysis": AssetIn() for name in ANALYSTS}
+
+
+def _bundles(market_data: MarketDataResource, analyses: dict, triggers, news):
+    headlines = headline_targets(news, market_data.stock_tickers())
+    return build_bundles(analyses, triggers, headlines)
+
+
+@multi_asset(
+    outs={
+        f"{side}_case": AssetOut(
+            metadata={"partition_expr": PARTITION_EXPR},
+            group_name="research",
+            kinds={"pandas", "duckdb"},
+            description=f"The {side} researcher's opening argument (round 1) for every debated "
+            "ticker-minute, built from the four analyst reports.",
+            is_required=False,
+        )
+        for side in ("bull", "bear")
+    },
+    ins={
+        **ANALYSIS_INS,
+        "debate_triggers": AssetIn(),
+        "news": AssetIn(partition_mapping=NEWS_HISTORY),
+    },
+    can_subset=True,
+    **MINUTE_ASSET,
+)
+def researchers(
+    context: AssetExecutionContext,
+    market_data: MarketDataResource,
+    llm: LLMResource,
+    technical_analysis: pd.DataFrame,
+    fundamental_analysis: pd.DataFrame,
+    sentiment_analysis: pd.DataFrame,
+    macro_analysis: pd.DataFrame,
+    debate_triggers: pd.DataFrame,
+    news: pd.DataFrame,
+):
+    """Bull and bear openings, in parallel threads."""
+    analyses = {
+        "technical": technical_analysis,
+        "fundamental": fundamental_analysis,
+        "sentiment": sentiment_analysis,
+        "macro": macro_analysis,
+    }
+    bundles = _bundles(market_data, analyses, debate_triggers, news)
+    sides = [
+        s for s in (Side.BULL, Side.BEAR) if f"{s.value}_case" in context.selected_output_names
+    ]
+    with ExitStack() as stack:
+        clients = {s: None if llm.is_rules else stack.enter_context(llm.client()) for s in sides}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {s: pool.submit(argue, s, 1, bundles, None, clients[s]) for s in sides}
+            said = {s: f.result() for s, f in futures.items()}
+    for side in sides:
+        frame = argument_frame(said[side])
+        client = clients[side]
+        yield Output(
+            stamped(frame, context),
+            output_name=f"{side.value}_case",
+            metadata={
+                "arguments": len(frame),
+                "mean_strength": round(float(frame["strength"].mean()), 3) if len(frame) else 0.0,
+                "fallbacks": int(frame["fallback"].sum()),
+                **(client.stats.as_metadata() if client else {"llm_model": "rules (no model)"}),
+                **llm.describe(),
+            },
+        )
+
+
+class DebateConfig(Config):
+    rounds: int = Field(DEFAULT_ROUNDS, ge=1, le=6, description="rounds incl. the openings")
+
+
+@asset(
+    ins={
+        **ANALYSIS_INS,
+        "bull_case": AssetIn(),
+        "bear_case": AssetIn(),
+        "debate_triggers": AssetIn(),
+        "news": AssetIn(partition_mapping=NEWS_HISTORY),
+    },
+    metadata={"partition_expr": PARTITION_EXPR},
+    group_name="research",
+    kinds={"pandas", "duckdb"},
+    **MINUTE_ASSET,
+)
+def debate(
+    context: AssetExecutionContext,
+    config: DebateConfig,
+    market_data: MarketDataResource,
+    llm: LLMResource,
+    technical_analysis: pd.DataFrame,
+    fundamental_analysis: pd.DataFrame,
+    sentiment_analysis: pd.DataFrame,
+    macro_analysis: pd.DataFrame,
+    bull_case: pd.DataFrame,
+    bear_case: pd.DataFrame,
+    debate_triggers: pd.DataFrame,
+    news: pd.DataFrame,
+) -> pd.DataFrame:
+    """Rounds 2..N (each side answers the other's last argument), then the judge's action,
+    confidence, horizon, rationale and consensus, with the transcript. One row per ticker and
+    minute: HOLD with the reason where the gate did not select a debate."""
+    analyses = {
+        "technical": technical_analysis,
+        "fundamental": fundamental_analysis,
+        "sentiment": sentiment_analysis,
+        "macro": macro_analysis,
+    }
+    bundles = _bundles(market_data, analyses, debate_triggers, news)
+    bull_open, bear_open = arguments_from_frame(bull_case), arguments_from_frame(bear_case)
+    missing = [k for k in bundles if k not in bull_open or k not in bear_open]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} debated ticker-minutes have no opening argument (e.g. {missing[0]}): "
+            "materialize bull_case and bear_case for the same partitions first"
+        )
+    with ExitStack() as stack:
+        client = None if llm.is_rules else stack.enter_context(llm.client())
+        transcripts, rounds_said = run_rounds(
+            bundles,
+            {k: s.value for k, s in bull_open.items()},  # type: ignore[misc]
+            {k: s.value for k, s in bear_open.items()},  # type: ignore[misc]
+            config.rounds,
+            client,
+        )
+        verdicts = judge(bundles, transcripts, client)
+        stats = client.stats.as_metadata() if client else {"llm_model": "rules (no model)"}
+    opening = {k: [bull_open[k], bear_open[k]] for k in bundles}
+    frame = debate_frame(
+        debate_triggers, transcripts, opening, rounds_said, verdicts, config.rounds
+    )
+    debated = frame[frame["debated"]]
+    context.add_output_metadata(
+        {
+            "ticker_minutes": len(frame),
+            "debates": len(debated),
+            "actions": MetadataValue.json(debated["action"].value_counts().to_dict()),
+            "consensus": MetadataValue.json(debated["consensus"].value_counts().to_dict()),
+            "fallbacks": int(frame["fallback"].sum()),
+            "rounds": config.rounds,
+            **stats,
+            **llm.describe(),
+        }
+    )
+    return stamped(frame, context)
