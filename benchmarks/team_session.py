@@ -89,10 +89,11 @@ def main() -> None:
             f"~{sent / ticker_days:,.0f} input + ~{answered / ticker_days:,.0f} output tokens, "
             f"~USD {cost / ticker_days:.3f} at gpt-4o-mini prices"
         )
+        call_usd = (per_call[0] * PRICE_IN + per_call[1] * PRICE_OUT) / 1e6
         print(
             f"  per call ~{per_call[0]:,.0f} input / ~{per_call[1]:,.0f} output tokens; "
             f"without gating: {ungated / ticker_days:,.0f} calls a ticker-day "
-            f"(~USD {ungated / ticker_days * (per_call[0] * PRICE_IN + per_call[1] * PRICE_OUT) / 1e6:.2f})"
+            f"(~USD {ungated / ticker_days * call_usd:.2f})"
         )
 
 

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -156,6 +157,17 @@ class LLMStats:
 
 
 # --- process-wide concurrency limit -------------------------------------------------------------
+
+# One lock per cache file for the whole process: the analysts' clients run in parallel threads,
+# and DuckDB answers two concurrent transactions that create or insert into the same table with
+# a write-write conflict instead of waiting.
+_CACHE_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _cache_lock(database: str) -> threading.Lock:
+    with _SEMAPHORES_LOCK:
+        return _CACHE_LOCKS.setdefault(str(Path(database).resolve()), threading.Lock())
+
 
 _SEMAPHORES: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _SEMAPHORES_LOCK = threading.Lock()
@@ -300,7 +312,7 @@ class LLMClient:
         self._s = settings
         self.model = settings.model
         self.stats = LLMStats(settings.model)
-        self._cache_lock = threading.Lock()
+        self._cache_lock = _cache_lock(self._s.cache_database)
         self._cache_ready = False
         self._local = threading.local()
         self._http = openai.DefaultHttpxClient(event_hooks={"request": [self._count_request]})

@@ -30,4 +30,3 @@ def minutes():
 )
 def test_the_fast_offset_equals_dagsters_loop(minutes, start: dt.datetime, offset: int) -> None:
     assert offsetted_datetime(minutes, start, offset) == original(minutes, start, offset)
-

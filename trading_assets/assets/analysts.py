@@ -6,8 +6,9 @@ stores four assets. Bars and news are read with history through partition mappin
 run loads its window plus the warm-up once.
 """
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import pandas as pd
 from dagster import (
@@ -16,6 +17,7 @@ from dagster import (
     AssetOut,
     BackfillPolicy,
     Config,
+    Failure,
     MetadataValue,
     Output,
     TimeWindowPartitionMapping,
@@ -24,7 +26,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from resources.llm import LLMResource
+from resources.errors import ProviderConfigError
+from resources.llm import LLMCacheMiss, LLMResource
 from resources.market_data import MarketDataResource
 from trading_assets.analysts.macro import macro_features
 from trading_assets.analysts.sentiment import headline_targets
@@ -48,6 +51,20 @@ MINUTE_ASSET = {
     "partitions_def": MINUTES,
     "backfill_policy": BackfillPolicy.single_run(),
 }
+
+
+@contextmanager
+def model_failures() -> Iterator[None]:
+    """A replay-only cache miss or a model configuration error fails the step loudly and is
+    not retried: a retry would ask the same question of the same cache or key."""
+    try:
+        yield
+    except LLMCacheMiss as exc:
+        raise Failure(
+            description=f"LLM cache miss in replay_only mode: {exc}", allow_retries=False
+        ) from exc
+    except ProviderConfigError as exc:
+        raise Failure(description=f"LLM configuration: {exc}", allow_retries=False) from exc
 
 
 def run_minutes(context: AssetExecutionContext) -> pd.DatetimeIndex:
@@ -178,7 +195,7 @@ def analyst_team(
         company_names=names,
     )
     selected = [n for n in ANALYSTS if f"{n}_analysis" in context.selected_output_names]
-    with ExitStack() as stack:
+    with model_failures(), ExitStack() as stack:
         clients = {n: None if llm.is_rules else stack.enter_context(llm.client()) for n in selected}
         with ThreadPoolExecutor(max_workers=len(selected) or 1) as pool:
             futures = {n: pool.submit(analyst_rows, n, inputs, clients[n]) for n in selected}

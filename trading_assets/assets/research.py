@@ -24,7 +24,7 @@ from resources.llm import LLMResource
 from resources.market_data import MarketDataResource
 from trading_assets.analysts.sentiment import headline_targets
 from trading_assets.analysts.team import ANALYSTS
-from trading_assets.assets.analysts import MINUTE_ASSET, NEWS_HISTORY
+from trading_assets.assets.analysts import MINUTE_ASSET, NEWS_HISTORY, model_failures
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
 from trading_assets.research.bundle import build_bundles
 from trading_assets.research.debate import DEFAULT_ROUNDS, Side
@@ -87,7 +87,7 @@ def researchers(
     sides = [
         s for s in (Side.BULL, Side.BEAR) if f"{s.value}_case" in context.selected_output_names
     ]
-    with ExitStack() as stack:
+    with model_failures(), ExitStack() as stack:
         clients = {s: None if llm.is_rules else stack.enter_context(llm.client()) for s in sides}
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = {s: pool.submit(argue, s, 1, bundles, None, clients[s]) for s in sides}
@@ -156,7 +156,7 @@ def debate(
             f"{len(missing)} debated ticker-minutes have no opening argument (e.g. {missing[0]}): "
             "materialize bull_case and bear_case for the same partitions first"
         )
-    with ExitStack() as stack:
+    with model_failures(), ExitStack() as stack:
         client = None if llm.is_rules else stack.enter_context(llm.client())
         transcripts, rounds_said = run_rounds(
             bundles,
