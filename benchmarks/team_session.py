@@ -62,7 +62,7 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory() as tmp,
-        FakeOpenAIServer(answer=desk_answer, api_key="bench") as server,
+        FakeOpenAIServer(answer=desk_answer, api_key="sk-test-secret") as server,
         DagsterInstance.ephemeral() as instance,
     ):
         graph = graph_with(Path(tmp), model_llm(server, Path(tmp) / "warehouse.duckdb"))

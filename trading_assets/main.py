@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     print("checks:")
     for evaluation in result.get_asset_check_evaluations():
         status = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
-        print(f"  {evaluation.asset_key.to_user_string()}.{evaluation.check_name:<28}{status}")
+        label = f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
+        print(f"  {label:<58}{status}")
     print(f"\nwarehouse: {warehouse_path()}")
     print("UI: make ui, then open http://127.0.0.1:3000 (Assets) to see the team's lineage,")
     print("    the partitions, the check results and this run.")

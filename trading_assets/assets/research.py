@@ -26,8 +26,8 @@ from trading_assets.analysts.sentiment import headline_targets
 from trading_assets.analysts.team import ANALYSTS
 from trading_assets.assets.analysts import MINUTE_ASSET, NEWS_HISTORY, model_failures
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
-from trading_assets.research.bundle import build_bundles
-from trading_assets.research.debate import DEFAULT_ROUNDS, Side
+from trading_assets.research.bundle import Key, build_bundles
+from trading_assets.research.debate import DEFAULT_ROUNDS, AnalystBundle, Side
 from trading_assets.research.protocol import (
     argue,
     argument_frame,
@@ -40,9 +40,15 @@ from trading_assets.research.protocol import (
 ANALYSIS_INS = {f"{name}_analysis": AssetIn() for name in ANALYSTS}
 
 
-def _bundles(market_data: MarketDataResource, analyses: dict, triggers, news):
+def _bundles(
+    market_data: MarketDataResource,
+    analyses: tuple[pd.DataFrame, ...],
+    triggers: pd.DataFrame,
+    news: pd.DataFrame,
+) -> dict[Key, AnalystBundle]:
+    """The analyst reports (in ANALYSTS order), triggers and headlines per debated minute."""
     headlines = headline_targets(news, market_data.stock_tickers())
-    return build_bundles(analyses, triggers, headlines)
+    return build_bundles(dict(zip(ANALYSTS, analyses, strict=True)), triggers, headlines)
 
 
 @multi_asset(
@@ -77,13 +83,12 @@ def researchers(
     news: pd.DataFrame,
 ):
     """Bull and bear openings, in parallel threads."""
-    analyses = {
-        "technical": technical_analysis,
-        "fundamental": fundamental_analysis,
-        "sentiment": sentiment_analysis,
-        "macro": macro_analysis,
-    }
-    bundles = _bundles(market_data, analyses, debate_triggers, news)
+    bundles = _bundles(
+        market_data,
+        (technical_analysis, fundamental_analysis, sentiment_analysis, macro_analysis),
+        debate_triggers,
+        news,
+    )
     sides = [
         s for s in (Side.BULL, Side.BEAR) if f"{s.value}_case" in context.selected_output_names
     ]
@@ -142,13 +147,12 @@ def debate(
     """Rounds 2..N (each side answers the other's last argument), then the judge's action,
     confidence, horizon, rationale and consensus, with the transcript. One row per ticker and
     minute: HOLD with the reason where the gate did not select a debate."""
-    analyses = {
-        "technical": technical_analysis,
-        "fundamental": fundamental_analysis,
-        "sentiment": sentiment_analysis,
-        "macro": macro_analysis,
-    }
-    bundles = _bundles(market_data, analyses, debate_triggers, news)
+    bundles = _bundles(
+        market_data,
+        (technical_analysis, fundamental_analysis, sentiment_analysis, macro_analysis),
+        debate_triggers,
+        news,
+    )
     bull_open, bear_open = arguments_from_frame(bull_case), arguments_from_frame(bear_case)
     missing = [k for k in bundles if k not in bull_open or k not in bear_open]
     if missing:
