@@ -12,7 +12,7 @@ from trading_assets.analysts.technical import technical_features
 from trading_assets.ingest.bars import bars_frame
 from trading_assets.ingest.news import dedupe_news
 from trading_assets.partitions import session_minutes
-from trading_assets.research.gating import GateSettings, calls_per_ticker_day, gate
+from trading_assets.research.gating import GateSettings, calls_per_ticker_day, gate, trigger_kinds
 
 SESSION = "2026-03-23"
 STOCKS = ["AAPL", "AMZN", "GOOG", "META", "MSFT", "NVDA", "TSLA"]
@@ -48,8 +48,13 @@ def test_the_gate_debates_only_triggered_ticker_minutes_and_caps_each_minute(day
         if (row.ticker, row.minute) in keyed.index:
             assert keyed.loc[(row.ticker, row.minute), "triggered"]
             assert "headline" in keyed.loc[(row.ticker, row.minute), "reasons"]
-    calls = calls_per_ticker_day(out, rounds=2)
+    kinds = trigger_kinds(out)
+    assert kinds["new headline"] == out["reasons"].str.contains("headline").sum() > 0
+    assert sum(kinds.values()) >= out["triggered"].sum()
+    calls = calls_per_ticker_day(out, rounds=2, headlines=len(today))
     assert calls["model_calls_per_ticker_day_gated"] < calls["model_calls_per_ticker_day_ungated"]
+    debated_calls = out["debated"].sum() * 9 + len(today)  # 4 analysts, 4 arguments, 1 verdict
+    assert calls["model_calls_per_ticker_day_gated"] == round(debated_calls / len(STOCKS), 1)
 
 
 def test_a_tighter_gate_debates_fewer_ticker_minutes(day) -> None:

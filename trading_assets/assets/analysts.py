@@ -35,7 +35,8 @@ from trading_assets.analysts.team import ANALYSTS, TeamInputs, analyst_rows, cov
 from trading_assets.analysts.technical import technical_features
 from trading_assets.assets.ingest import MINUTES, PARTITION_EXPR, stamped
 from trading_assets.partitions import PARTITION_FMT
-from trading_assets.research.gating import GateSettings, calls_per_ticker_day, gate
+from trading_assets.research.debate import DEFAULT_ROUNDS
+from trading_assets.research.gating import GateSettings, calls_per_ticker_day, gate, trigger_kinds
 
 # Warm-up for indicators: MACD 26+9 on 5-minute bars needs ~175 one-minute bars.
 BAR_HISTORY_MINUTES = 200
@@ -101,16 +102,18 @@ def debate_triggers(
     minutes = run_minutes(context)
     stocks = market_data.stock_tickers()
     technical = covered(technical_features(bars, minutes), stocks, minutes)
-    frame = gate(technical, headline_targets(news, stocks), GateSettings(**config.model_dump()))
-    reasons = frame.loc[frame["triggered"], "reasons"].str.extractall(r'"([a-z ]+?)[:\d(]')[0]
+    headlines = headline_targets(news, stocks)
+    frame = gate(technical, headlines, GateSettings(**config.model_dump()))
+    new = headlines[headlines["minute"].isin(minutes) & ~headlines["flagged"].astype(bool)]
     context.add_output_metadata(
         {
             "ticker_minutes": len(frame),
             "triggered": int(frame["triggered"].sum()),
             "debated": int(frame["debated"].sum()),
             "capped": int((frame["triggered"] & ~frame["debated"]).sum()),
-            "trigger_kinds": MetadataValue.json(reasons.str.strip().value_counts().to_dict()),
-            **calls_per_ticker_day(frame, rounds=2),
+            "trigger_kinds": MetadataValue.json(trigger_kinds(frame)),
+            "quarantined_headlines": int(headlines["flagged"].astype(bool).sum()),
+            **calls_per_ticker_day(frame, rounds=DEFAULT_ROUNDS, headlines=len(new)),
         }
     )
     return stamped(frame, context)
@@ -212,9 +215,6 @@ def analyst_team(
                 "mean_confidence": round(float(frame["confidence"].mean()), 3)
                 if len(frame)
                 else 0.0,
-                "model_rows": int((frame["model"] != frame["model"].iloc[0]).sum())
-                if len(frame)
-                else 0,
                 "models": MetadataValue.json(frame["model"].value_counts().to_dict()),
                 "fallbacks": int(frame["fallback"].sum()),
                 **(client.stats.as_metadata() if client else {"llm_model": "rules (no model)"}),

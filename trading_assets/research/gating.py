@@ -114,21 +114,44 @@ def gate(
     )
 
 
+TRIGGER_KINDS = {
+    "headline": "new headline",
+    "technical score crossed": "signal crossing",
+    "price shock": "price shock",
+    "volume shock": "volume shock",
+}
+
+
+def trigger_kinds(triggers: pd.DataFrame) -> dict[str, int]:
+    """How many triggered ticker-minutes each kind of trigger fired in (a minute may have two)."""
+    reasons = triggers.loc[triggers["triggered"], "reasons"].map(json.loads)
+    return {
+        label: int(reasons.map(lambda rs, k=key: any(k in r for r in rs)).sum())
+        for key, label in TRIGGER_KINDS.items()
+    }
+
+
 def calls_per_ticker_day(
-    triggers: pd.DataFrame, rounds: int, analysts: int = 4
+    triggers: pd.DataFrame, rounds: int, headlines: int = 0, analysts: int = 4
 ) -> dict[str, float]:
-    """Model calls a ticker-day costs with and without gating (for metadata and the README)."""
-    per_debate = 2 * rounds + 1
+    """Model calls a ticker-day costs with and without gating (for metadata and the README).
+
+    With a model, each debated ticker-minute costs the analysts' reports, 2 x rounds arguments
+    and a verdict; each new headline one score. Without gating every ticker-minute would.
+    """
+    per_minute = analysts + 2 * rounds + 1
     ticker_days = max(
         triggers.assign(day=triggers["minute"].dt.date).groupby(["ticker", "day"]).ngroups, 1
     )
     debated = int(triggers["debated"].sum())
-    gated = debated * (per_debate + analysts - 1) / ticker_days  # sentiment is per headline
-    ungated = len(triggers) * (per_debate + analysts - 1) / ticker_days
     return {
         "debates_per_ticker_day": round(debated / ticker_days, 2),
-        "model_calls_per_ticker_day_gated": round(gated, 1),
-        "model_calls_per_ticker_day_ungated": round(ungated, 1),
+        "model_calls_per_ticker_day_gated": round(
+            (debated * per_minute + headlines) / ticker_days, 1
+        ),
+        "model_calls_per_ticker_day_ungated": round(
+            (len(triggers) * per_minute + headlines) / ticker_days, 1
+        ),
     }
 
 
