@@ -24,6 +24,7 @@ from trading_assets.analysts.headline_sentiment import MODEL_NAME as HEADLINE_MO
 from trading_assets.analysts.headline_sentiment import HeadlineSentimentModel
 from trading_assets.analysts.macro import MACRO_INSTRUCTIONS, macro_facts, macro_report
 from trading_assets.analysts.sentiment import (
+    DEFAULT_HALF_LIFE_MINUTES,
     HEADLINE_INSTRUCTIONS,
     SENTIMENT_INSTRUCTIONS,
     HeadlineScore,
@@ -71,6 +72,7 @@ class TeamInputs:
     macro: pd.DataFrame  # macro_features per minute
     in_scope: pd.Series  # bool per grid row: may the model analyse it (debated ticker-minutes)
     company_names: Mapping[str, str]
+    half_life_minutes: float = DEFAULT_HALF_LIFE_MINUTES  # sentiment recency decay
 
 
 def score_headlines(
@@ -146,7 +148,7 @@ def analyst_rows(
     if name == "sentiment":
         scored = score_headlines(inputs.headlines, inputs.company_names, headline_llm or llm)
         tickers = sorted(grid["ticker"].unique())
-        features = sentiment_features(scored, inputs.minutes, tickers)
+        features = sentiment_features(scored, inputs.minutes, tickers, inputs.half_life_minutes)
         rows = grid.merge(features, on=["minute", "ticker"], how="left")
         return run_analyst(SPECS[name], _records(rows), llm, scope)
     if name == "macro":

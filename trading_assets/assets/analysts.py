@@ -181,6 +181,8 @@ def analyst_team(
         )["debated"]
         .fillna(False)
     )
+    if config.llm_scope not in ("debated", "all"):
+        raise Failure(f"llm_scope must be 'debated' or 'all', not {config.llm_scope!r}")
     if config.llm_scope == "all":
         scope[:] = True
     universe = market_data.replay().universe().set_index("ticker")
@@ -196,6 +198,7 @@ def analyst_team(
         macro=macro_features(bars, minutes, stocks, market_data.index_tickers()),
         in_scope=scope.astype(bool),
         company_names=names,
+        half_life_minutes=config.sentiment_half_life_minutes,
     )
     selected = [n for n in ANALYSTS if f"{n}_analysis" in context.selected_output_names]
     with model_failures(), ExitStack() as stack:
