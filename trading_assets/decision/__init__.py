@@ -1,0 +1,1 @@
+"""Decision layer: the trading agent's proposal and the risk manager's review (pure functions)."""
