@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.real_bars import bundled_bars
 from trading_assets.analysts.macro import (
     MACRO_INSTRUCTIONS,
     macro_facts,
@@ -17,7 +18,6 @@ from trading_assets.analysts.macro import (
 )
 from trading_assets.analysts.report import AnalystReport, Stance, stance_of
 
-BARS_FILE = "trading_assets/data/replay/bars/us_equities_1min_2026-03-12_2026-03-27.parquet"
 DAY = pd.Timestamp("2026-03-17")
 STOCKS = ("AAPL", "AMZN", "GOOG", "META", "MSFT", "NVDA", "TSLA")
 REGIMES = {"risk_on", "risk_off", "neutral", "volatile"}
@@ -25,19 +25,7 @@ REGIMES = {"risk_on", "risk_off", "neutral", "volatile"}
 
 @pytest.fixture(scope="module")
 def day_bars() -> pd.DataFrame:
-    raw = pd.read_parquet(BARS_FILE)
-    bars = pd.DataFrame(
-        {
-            "minute": raw["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None),
-            "ticker": raw["symbol"].astype(str),
-            "open": raw["open"],
-            "high": raw["high"],
-            "low": raw["low"],
-            "close": raw["close"],
-            "volume": raw["volume"].astype("float64"),
-            "vwap": np.nan,
-        }
-    )
+    bars = bundled_bars()
     minutes = session(DAY)
     earlier = bars.loc[bars["minute"] < minutes[0], "minute"].drop_duplicates()
     start = earlier.nlargest(200).min()  # the asset reads 200 minutes of history

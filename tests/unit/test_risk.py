@@ -6,10 +6,10 @@ import csv
 import math
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from tests.real_bars import bundled_bars
 from trading_assets.analysts.technical import technical_features
 from trading_assets.decision.risk import (
     MAX_QTY,
@@ -29,7 +29,6 @@ from trading_assets.decision.risk import (
 )
 from trading_assets.decision.trader import Proposal
 
-BARS_FILE = "trading_assets/data/replay/bars/us_equities_1min_2026-03-12_2026-03-27.parquet"
 UNIVERSE_FILE = "trading_assets/data/replay/universe.csv"
 MORNING = datetime(2026, 3, 17, 10, 30)  # quiet 1-minute ATRs: the 0.5 % stop wins
 NVDA_SWING = datetime(2026, 3, 16, 15, 23)  # NVDA's 1.5 x ATR is wider than 0.5 % here
@@ -41,20 +40,7 @@ LEFT = minutes_to_close(MORNING, CLOSE)
 
 @pytest.fixture(scope="module")
 def features() -> dict[tuple[str, datetime], dict]:
-    raw = pd.read_parquet(BARS_FILE)
-    minute = raw["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None)
-    bars = pd.DataFrame(
-        {
-            "minute": minute.astype("datetime64[ns]"),
-            "ticker": raw["symbol"].astype(str),
-            "open": raw["open"],
-            "high": raw["high"],
-            "low": raw["low"],
-            "close": raw["close"],
-            "volume": raw["volume"].astype("float64"),
-            "vwap": np.nan,
-        }
-    )
+    bars = bundled_bars()
     bars = bars[(bars["minute"] >= "2026-03-13") & (bars["minute"] <= MORNING)]
     feats = technical_features(bars, pd.DatetimeIndex([NVDA_SWING, MORNING]))
     return {(r["ticker"], r["minute"].to_pydatetime()): r for r in feats.to_dict("records")}

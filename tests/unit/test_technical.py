@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from ta.momentum import RSIIndicator
 
+from tests.real_bars import bundled_bars
 from trading_assets.analysts.report import AnalystReport, stance_of
 from trading_assets.analysts.technical import (
     PRICE_SHOCK_Z,
@@ -20,27 +21,13 @@ from trading_assets.analysts.technical import (
     technical_report,
 )
 
-BARS_FILE = "trading_assets/data/replay/bars/us_equities_1min_2026-03-12_2026-03-27.parquet"
 DAY = pd.Timestamp("2026-03-17")
 HISTORY_MINUTES = 200
 
 
 @pytest.fixture(scope="module")
 def all_bars() -> pd.DataFrame:
-    raw = pd.read_parquet(BARS_FILE)
-    minute = raw["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None)
-    return pd.DataFrame(
-        {
-            "minute": minute.astype("datetime64[ns]"),
-            "ticker": raw["symbol"].astype(str),
-            "open": raw["open"],
-            "high": raw["high"],
-            "low": raw["low"],
-            "close": raw["close"],
-            "volume": raw["volume"].astype("float64"),
-            "vwap": np.nan,
-        }
-    )
+    return bundled_bars()
 
 
 def session(day: pd.Timestamp) -> pd.DatetimeIndex:

@@ -5,36 +5,22 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from tests.real_bars import bundled_bars
 from trading_assets.analysts.report import RULES_MODEL
 from trading_assets.analysts.technical import technical_features
 from trading_assets.decision.risk import PortfolioState, RiskLimits, review
 from trading_assets.decision.trader import Proposal, iso_minute, propose
 
-BARS_FILE = "trading_assets/data/replay/bars/us_equities_1min_2026-03-12_2026-03-27.parquet"
 MINUTE = pd.Timestamp("2026-03-17 10:30")
 
 
 @pytest.fixture(scope="module")
 def features() -> dict[str, dict]:
     """Real features at 10:30 on 2026-03-17, from that session and the one before."""
-    raw = pd.read_parquet(BARS_FILE)
-    minute = raw["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None)
-    bars = pd.DataFrame(
-        {
-            "minute": minute.astype("datetime64[ns]"),
-            "ticker": raw["symbol"].astype(str),
-            "open": raw["open"],
-            "high": raw["high"],
-            "low": raw["low"],
-            "close": raw["close"],
-            "volume": raw["volume"].astype("float64"),
-            "vwap": np.nan,
-        }
-    )
+    bars = bundled_bars()
     bars = bars[(bars["minute"] >= "2026-03-16") & (bars["minute"] <= MINUTE)]
     feats = technical_features(bars, pd.DatetimeIndex([MINUTE]))
     return {row["ticker"]: row for row in feats.to_dict("records")}

@@ -23,7 +23,6 @@ not a timing signal.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from itertools import pairwise
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from trading_assets.analysts.report import AnalystReport, neutral_report, stance_of
+from trading_assets.numbers import finite
 
 # Reference anchors per input: (value, sub-score) pairs, values increasing. Why these numbers:
 # the S&P 500 has traded at ~15-25x earnings for decades, large-cap tech at ~25-35x; P/S 3-8 is
@@ -99,15 +99,7 @@ _FACT_DIGITS: dict[str, int] = {
 
 
 def _num(row: Mapping[str, Any], key: str) -> float | None:
-    """A finite float, or None for missing, NaN, inf, pd.NA, NaT or non-numbers."""
-    value = row.get(key)
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    return finite(row.get(key))
 
 
 def _when(row: Mapping[str, Any], key: str) -> datetime | None:

@@ -27,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trading_assets.numbers import finite
+
 NY = ZoneInfo("America/New_York")
 MAX_RATIONALE_CHARS = 800
 SIDE_OF_ACTION: dict[str, Literal["buy", "sell"]] = {"BUY": "buy", "SELL": "sell"}
@@ -72,14 +74,7 @@ class Proposal(BaseModel):
 
 
 def _number(value: Any) -> float | None:
-    """A finite float, or None for missing / NaN / NA values."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    return finite(value)
 
 
 def propose(
