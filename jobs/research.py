@@ -8,7 +8,7 @@ from trading_assets.assets.ingest import MINUTES
 
 research_job = define_asset_job(
     name="research_job",
-    selection=AssetSelection.groups("ingest", "analysts", "research"),
+    selection=AssetSelection.groups("ingest", "events", "analysts", "research"),
     partitions_def=MINUTES,
     description="Bars, news and fundamentals, the event gate, the four analysts, the bull and "
     "bear openings and the debate for a range of session minutes, with every check. A session "

@@ -86,7 +86,7 @@ class GateConfig(Config):
         "news": AssetIn(partition_mapping=NEWS_HISTORY),
     },
     metadata={"partition_expr": PARTITION_EXPR},
-    group_name="research",
+    group_name="events",
     kinds={"pandas", "duckdb"},
     **MINUTE_ASSET,
 )
