@@ -66,6 +66,12 @@ class MarketDataResource(ConfigurableResource):
         etf_set = set(etfs.loc[etfs["asset_type"].str.lower() == "etf", "ticker"])
         return [t for t in self.universe() if t in etf_set]
 
+    def company_names(self) -> dict[str, str]:
+        """The name a headline uses for each ticker (first alias in universe.csv, e.g. "Apple");
+        the ticker itself where the universe file does not know it."""
+        known = self.replay().universe().set_index("ticker")["aliases"].fillna("")
+        return {t: (str(known.get(t, "")).split(";")[0].strip() or t) for t in self.universe()}
+
     def stock_tickers(self) -> list[str]:
         """The tickers the analysts cover and the team trades: the universe less its ETFs."""
         etfs = set(self.index_tickers())

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 from dagster import InputContext, OutputContext
+from dagster._core.definitions.metadata import TableMetadataSet
 from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBResource
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
@@ -46,12 +47,19 @@ class _PandasHandler(DuckDBPandasTypeHandler):
     def handle_output(
         self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection
     ) -> None:
-        if obj.empty and len(obj.columns):
-            connection.execute(
-                f"CREATE TABLE IF NOT EXISTS {table_slice.schema}.{table_slice.table} "
-                "AS SELECT * FROM obj"
-            )
-        super().handle_output(context, table_slice, obj, connection)
+        if not (obj.empty and len(obj.columns)):
+            super().handle_output(context, table_slice, obj, connection)
+            return
+        # The IO manager already deleted the range's old rows; only the table may be missing.
+        connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {table_slice.schema}.{table_slice.table} "
+            "AS SELECT * FROM obj"
+        )
+        context.add_output_metadata(
+            dict(TableMetadataSet(partition_row_count=0, storage_kind="duckdb"))
+            if context.has_partition_key
+            else dict(TableMetadataSet(row_count=0, storage_kind="duckdb"))
+        )
 
     def load_input(
         self, context: InputContext, table_slice: TableSlice, connection

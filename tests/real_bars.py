@@ -33,3 +33,16 @@ def _bundled() -> pd.DataFrame:
 def bundled_bars() -> pd.DataFrame:
     """Every bundled bar, all tickers (a fresh copy: tests may change it)."""
     return _bundled().copy()
+
+
+def scrambled_after(bars: pd.DataFrame, cut: pd.Timestamp, seed: int) -> pd.DataFrame:
+    """`bars` with every bar after `cut` given random prices and volumes (a look-ahead probe:
+    rows up to `cut` must not change)."""
+    later = bars["minute"] > cut
+    rng = np.random.default_rng(seed)
+    changed = bars.copy()
+    factor = rng.uniform(0.7, 1.4, later.sum())
+    for col in ("open", "high", "low", "close"):
+        changed.loc[later, col] = changed.loc[later, col] * factor
+    changed.loc[later, "volume"] = rng.integers(0, 9_000_000, later.sum()).astype(float)
+    return changed

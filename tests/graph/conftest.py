@@ -20,6 +20,7 @@ from dagster import (
     define_asset_job,
 )
 
+from resources.llm import LLMResource
 from resources.market_data import MarketDataResource
 from resources.providers.replay import BUNDLED_REPLAY_DIR
 from trading_assets.assets.ingest import MINUTES
@@ -74,11 +75,19 @@ class Graph:
             conn.execute(sql, params or [])
 
 
-def make_graph(tmp: Path, replay_dir: Path = BUNDLED_REPLAY_DIR, tickers: str = "") -> Graph:
+def make_graph(
+    tmp: Path,
+    replay_dir: Path = BUNDLED_REPLAY_DIR,
+    tickers: str = "",
+    llm: LLMResource | None = None,
+) -> Graph:
+    """The code location on a warehouse in `tmp`; the rules backend unless `llm` is given."""
+    tmp.mkdir(parents=True, exist_ok=True)
     warehouse = tmp / "warehouse.duckdb"
     defs = build_definitions(
         warehouse=warehouse,
         market_data=MarketDataResource(replay_dir=str(replay_dir), tickers=tickers),
+        llm=llm or LLMResource(provider="rules"),
     )
     return Graph(Definitions.merge(defs, Definitions(jobs=[CHECKS_ONLY])), warehouse)
 

@@ -210,3 +210,19 @@ def test_a_missing_ticker_is_a_warning_not_a_block(
     assert not tickers.passed and tickers.severity.value == "WARN"
     assert tickers.description == "missing tickers: ['TSLA']"
     assert result.success  # downstream still ran
+
+
+def test_a_quiet_range_still_creates_the_news_table_and_clears_old_rows(
+    tmp_path: Path, instance: DagsterInstance
+) -> None:
+    """No news 15:50-15:52: the table exists (downstream loads work) and holds nothing there."""
+    graph = make_graph(tmp_path)
+    first, last = f"{SESSION}-15:50", f"{SESSION}-15:52"
+    assert graph.run(instance, first, last).success
+    assert graph.query("SELECT count(*) n FROM trading.news")["n"][0] == 0
+    graph.execute(  # a stale row from an earlier run of the same range
+        "INSERT INTO trading.news (minute, news_id, headline) "
+        "VALUES ('2026-03-23 15:51:00', 'stale', 'an old headline')"
+    )
+    assert graph.run(instance, first, last).success
+    assert graph.query("SELECT count(*) n FROM trading.news")["n"][0] == 0

@@ -97,8 +97,6 @@ def test_reports_quote_the_numbers(rows: list[dict[str, Any]]) -> None:
 
 
 def test_reports_are_deterministic(rows: list[dict[str, Any]], frame: pd.DataFrame) -> None:
-    sample = rows[:: max(1, len(rows) // 50)]
-    assert [fundamental_report(r) for r in sample] == [fundamental_report(r) for r in sample]
     # the same row as numpy scalars (np.datetime64, np.float64) reads the same
     i = len(frame) // 2
     as_numpy = {c: frame[c].to_numpy()[i] for c in frame.columns}

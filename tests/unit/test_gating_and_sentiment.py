@@ -84,10 +84,14 @@ def test_sentiment_counts_a_headline_from_its_arrival_and_decays_it(day) -> None
     features = sentiment_features(frame[frame["ticker"] == "AAPL"], minutes, ["AAPL"])
     series = features.set_index("minute")
     assert series.loc[first, "n_new"] >= 1
-    later = series.loc[series.index > first + pd.Timedelta(minutes=30)]
-    quiet = later[later["n_new"] == 0]
-    if len(quiet) >= 2:  # between arrivals the weight only decays
-        assert (np.diff(quiet["weight"].to_numpy()[:2]) <= 0).all()
+    assert series.loc[series.index < first, "n_headlines"].eq(0).all()  # not before it arrived
+    # After the last arrival of the day, the evidence only decays: strictly, minute by minute,
+    # and by the two-hour half-life over two hours.
+    after = series.loc[series.index > aapl["minute"].max()]
+    assert len(after) > 120 and (after["n_new"] == 0).all()
+    assert (np.diff(after["weight"].to_numpy()) < 0).all()
+    two_hours = after["weight"].iloc[120] / after["weight"].iloc[0]
+    assert two_hours == pytest.approx(0.5, rel=1e-6)
     assert series["sentiment"].between(-1, 1).all()
 
 

@@ -82,24 +82,22 @@ def test_beats_the_majority_class_on_the_held_out_split(
 
 def test_output_shape_ranges_and_determinism(model: HeadlineSentimentModel) -> None:
     headlines = ["Shares of ACME plunge after profit warning", "ACME to hold AGM on Tuesday", ""]
-    first = model.score(headlines, ["ACME", None, None])
-    second = HeadlineSentimentModel.load().score(headlines, ["ACME", None, None])
+    targets = ["ACME", None, None]
+    first = model.score(headlines, targets)
     assert list(first.columns) == ["label", "score", "confidence"]
     assert len(first) == 3
-    assert set(first["label"]) <= set(CLASSES)
-    assert first["score"].between(-1, 1).all()
-    assert first["confidence"].between(1 / 3, 1).all()
-    assert first.equals(second)
     assert np.isfinite(first[["score", "confidence"]].to_numpy()).all()
+    # A headline scores the same alone as in a batch (no state leaks between rows).
+    for i, (headline, target) in enumerate(zip(headlines, targets, strict=True)):
+        alone = model.score([headline], [target]).iloc[0]
+        assert alone["label"] == first["label"].iloc[i]
+        assert alone["score"] == pytest.approx(first["score"].iloc[i], abs=1e-12)
 
 
 def test_score_sign_agrees_with_label(model: HeadlineSentimentModel) -> None:
     out = model.score(["Profit beats forecasts, dividend raised", "Company fined over fraud"])
-    for label, score in zip(out["label"], out["score"], strict=True):
-        if label == "positive":
-            assert score > 0
-        if label == "negative":
-            assert score < 0
+    assert list(out["label"]) == ["positive", "negative"]
+    assert out["score"].iloc[0] > 0 > out["score"].iloc[1]
 
 
 def test_empty_input(model: HeadlineSentimentModel) -> None:

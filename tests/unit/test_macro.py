@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.real_bars import bundled_bars
+from tests.real_bars import bundled_bars, scrambled_after
 from trading_assets.analysts.macro import (
     MACRO_INSTRUCTIONS,
     macro_facts,
@@ -17,10 +17,10 @@ from trading_assets.analysts.macro import (
     macro_report,
 )
 from trading_assets.analysts.report import AnalystReport, Stance, stance_of
+from trading_assets.partitions import session_minutes
 
 DAY = pd.Timestamp("2026-03-17")
 STOCKS = ("AAPL", "AMZN", "GOOG", "META", "MSFT", "NVDA", "TSLA")
-REGIMES = {"risk_on", "risk_off", "neutral", "volatile"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,8 @@ def day_bars() -> pd.DataFrame:
 
 
 def session(day: pd.Timestamp) -> pd.DatetimeIndex:
-    return pd.date_range(day + pd.Timedelta("9h30min"), periods=390, freq="min")
+    day_text = day.strftime("%Y-%m-%d")
+    return session_minutes(day_text, day_text)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,13 @@ def test_one_row_per_minute_with_bounded_measures(day: pd.DataFrame) -> None:
     assert day["breadth_above_vwap"].between(0, 1).all()
     assert day["breadth_up"].between(0, 1).all()
     assert (day["breadth_n"] == len(STOCKS)).all()
-    assert day["regime_score"].between(-1, 1).all() and day["confidence"].between(0, 1).all()
-    assert set(day["regime"]) <= REGIMES
+    # The regime follows the documented thresholds on score and realised volatility.
+    score, rv = day["regime_score"], day["realised_vol"]
+    expected = np.select(
+        [rv >= 0.25, score >= 0.25, score <= -0.25], ["volatile", "risk_on", "risk_off"], "neutral"
+    )
+    assert (day["regime"] == expected).all()
+    assert day["confidence"].gt(0).all()
     assert (day["data_as_of"] <= day["minute"]).all()
     assert day["index_available"].all() and (day["realised_vol"] > 0).all()
 
@@ -75,14 +81,7 @@ def test_index_trend_and_breadth_match_independent_computation(
 
 def test_no_look_ahead(day_bars: pd.DataFrame, day: pd.DataFrame) -> None:
     cut = DAY + pd.Timedelta("12h15min")
-    later = day_bars["minute"] > cut
-    rng = np.random.default_rng(11)
-    changed = day_bars.copy()
-    factor = rng.uniform(0.7, 1.4, later.sum())
-    for col in ("open", "high", "low", "close"):
-        changed.loc[later, col] = changed.loc[later, col] * factor
-    changed.loc[later, "volume"] = rng.integers(0, 9_000_000, later.sum()).astype(float)
-    got = macro_features(changed, session(DAY), STOCKS)
+    got = macro_features(scrambled_after(day_bars, cut, seed=11), session(DAY), STOCKS)
     before = day["minute"] <= cut
     pd.testing.assert_frame_equal(got[before], day[before])
     assert not got.loc[~before, "spy_close"].equals(day.loc[~before, "spy_close"])

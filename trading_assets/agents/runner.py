@@ -73,6 +73,7 @@ def analyst_messages(spec: AnalystSpec, row: Mapping[str, Any]) -> list[dict[str
 def _row(
     spec: AnalystSpec,
     source: Mapping[str, Any],
+    facts: dict[str, Any],
     report: AnalystReport,
     *,
     model: str,
@@ -89,7 +90,7 @@ def _row(
         "key_points": json.dumps(report.key_points),
         "narrative": report.narrative,
         "features": json.dumps(
-            {k: _json_safe(v) for k, v in spec.facts(source).items()}, sort_keys=True, default=str
+            {k: _json_safe(v) for k, v in facts.items()}, sort_keys=True, default=str
         ),
         "model": model,
         "prompt_hash": hash_,
@@ -131,11 +132,17 @@ def run_analyst(
             report = answer.value
             assert isinstance(report, AnalystReport)
             out[i] = _row(
-                spec, rows[i], report, model=answer.model, hash_=answer.prompt_hash, answer=answer
+                spec,
+                rows[i],
+                spec.facts(rows[i]),
+                report,
+                model=answer.model,
+                hash_=answer.prompt_hash,
+                answer=answer,
             )
     for i, source in enumerate(rows):
         if out[i] is None:
-            report = spec.report(source)
-            hash_ = prompt_hash({"analyst": spec.name, "model": RULES_MODEL, **spec.facts(source)})
-            out[i] = _row(spec, source, report, model=RULES_MODEL, hash_=hash_)
+            facts = spec.facts(source)
+            hash_ = prompt_hash({"analyst": spec.name, "model": RULES_MODEL, **facts})
+            out[i] = _row(spec, source, facts, spec.report(source), model=RULES_MODEL, hash_=hash_)
     return conform(pd.DataFrame(out), ANALYSIS_COLUMNS)

@@ -23,7 +23,7 @@ not a timing signal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -51,7 +51,6 @@ NEGATIVE_EQUITY_SCORE = -0.5  # D/E undefined; often buybacks, not distress: a m
 FCF_SIGN_SCORE = {True: 1.0, False: -1.0}  # free cash flow positive / not
 
 WEIGHTS: dict[str, float] = {"valuation": 0.40, "growth": 0.35, "balance sheet": 0.25}
-INPUTS = 8  # P/E (or loss), P/S, FCF yield, revenue growth, EPS (or NI) growth, D/E, ROE, FCF
 MAX_CONFIDENCE = 0.8  # a sector-agnostic rules view is never fully sure
 FRESH_DAYS, STALE_DAYS, STALE_FLOOR = 100.0, 465.0, 0.25
 
@@ -172,71 +171,81 @@ def _usd(value: float) -> str:
 # --- the rules analyst -------------------------------------------------------------------------
 
 
+# Each input reads its sub-score and text fragment from a row, or None when it is unknown.
+Reading = tuple[float, str] | None
+
+
+def _banded(key: str, label: Callable[[float], str]) -> Callable[[Mapping[str, Any]], Reading]:
+    """An input that is just `BANDS[key]` applied to the row's value."""
+
+    def read(row: Mapping[str, Any]) -> Reading:
+        value = _num(row, key)
+        return None if value is None else (_band(key, value), label(value))
+
+    return read
+
+
+def _pe(row: Mapping[str, Any]) -> Reading:
+    pe, eps = _num(row, "pe"), _num(row, "eps_ttm")
+    if pe is not None:
+        return _band("pe", pe), f"P/E {pe:.1f}"
+    if eps is not None and eps <= 0:
+        return LOSS_PE_SCORE, f"loss-making (TTM EPS {eps:.2f}, no P/E)"
+    return None
+
+
+def _earnings_growth(row: Mapping[str, Any]) -> Reading:
+    """EPS growth, else net income growth, on the EPS bands."""
+    for key, label in (("eps_growth_yoy", "EPS"), ("net_income_growth_yoy", "net income")):
+        value = _num(row, key)
+        if value is not None:
+            return _band("eps_growth_yoy", value), f"{label} {_pct(value)}"
+    return None
+
+
+def _debt_to_equity(row: Mapping[str, Any]) -> Reading:
+    debt_to_equity, equity = _num(row, "debt_to_equity"), _num(row, "equity")
+    if debt_to_equity is not None:
+        return _band("debt_to_equity", debt_to_equity), f"debt/equity {debt_to_equity:.2f}"
+    if equity is not None and equity <= 0:
+        return NEGATIVE_EQUITY_SCORE, f"negative equity ({_usd(equity)})"
+    return None
+
+
+def _fcf(row: Mapping[str, Any]) -> Reading:
+    fcf = _num(row, "fcf_ttm")
+    if fcf is None:
+        return None
+    sign = "positive" if fcf > 0 else "negative"
+    return FCF_SIGN_SCORE[fcf > 0], f"free cash flow {sign} ({_usd(fcf)} TTM)"
+
+
+# (pillar, name when missing, reader), in the order the text quotes them.
+_READERS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], Reading]], ...] = (
+    ("valuation", "P/E", _pe),
+    ("valuation", "P/S", _banded("ps", lambda v: f"P/S {v:.1f}")),
+    ("valuation", "FCF yield", _banded("fcf_yield", lambda v: f"FCF yield {v * 100:.1f}%")),
+    ("growth", "revenue growth", _banded("revenue_growth_yoy", lambda v: f"revenue {_pct(v)}")),
+    ("growth", "earnings growth", _earnings_growth),
+    ("balance sheet", "debt/equity", _debt_to_equity),
+    ("balance sheet", "ROE", _banded("roe", lambda v: f"ROE {v * 100:.0f}%")),
+    ("balance sheet", "free cash flow", _fcf),
+)
+INPUTS = len(_READERS)
+
+
 def _pillars(row: Mapping[str, Any]) -> tuple[dict[str, list[float]], list[str], list[str]]:
     """Sub-scores per pillar, the text fragments per pillar, and the names of missing inputs."""
     subs: dict[str, list[float]] = {p: [] for p in WEIGHTS}
     text: dict[str, list[str]] = {p: [] for p in WEIGHTS}
     missing: list[str] = []
-
-    pe, eps = _num(row, "pe"), _num(row, "eps_ttm")
-    if pe is not None:
-        subs["valuation"].append(_band("pe", pe))
-        text["valuation"].append(f"P/E {pe:.1f}")
-    elif eps is not None and eps <= 0:
-        subs["valuation"].append(LOSS_PE_SCORE)
-        text["valuation"].append(f"loss-making (TTM EPS {eps:.2f}, no P/E)")
-    else:
-        missing.append("P/E")
-    ps = _num(row, "ps")
-    if ps is not None:
-        subs["valuation"].append(_band("ps", ps))
-        text["valuation"].append(f"P/S {ps:.1f}")
-    else:
-        missing.append("P/S")
-    fcf_yield = _num(row, "fcf_yield")
-    if fcf_yield is not None:
-        subs["valuation"].append(_band("fcf_yield", fcf_yield))
-        text["valuation"].append(f"FCF yield {fcf_yield * 100:.1f}%")
-    else:
-        missing.append("FCF yield")
-
-    revenue = _num(row, "revenue_growth_yoy")
-    if revenue is not None:
-        subs["growth"].append(_band("revenue_growth_yoy", revenue))
-        text["growth"].append(f"revenue {_pct(revenue)}")
-    else:
-        missing.append("revenue growth")
-    eps_growth, ni_growth = _num(row, "eps_growth_yoy"), _num(row, "net_income_growth_yoy")
-    earnings, label = (eps_growth, "EPS") if eps_growth is not None else (ni_growth, "net income")
-    if earnings is not None:
-        subs["growth"].append(_band("eps_growth_yoy", earnings))
-        text["growth"].append(f"{label} {_pct(earnings)}")
-    else:
-        missing.append("earnings growth")
-
-    debt_to_equity, equity = _num(row, "debt_to_equity"), _num(row, "equity")
-    if debt_to_equity is not None:
-        subs["balance sheet"].append(_band("debt_to_equity", debt_to_equity))
-        text["balance sheet"].append(f"debt/equity {debt_to_equity:.2f}")
-    elif equity is not None and equity <= 0:
-        subs["balance sheet"].append(NEGATIVE_EQUITY_SCORE)
-        text["balance sheet"].append(f"negative equity ({_usd(equity)})")
-    else:
-        missing.append("debt/equity")
-    roe = _num(row, "roe")
-    if roe is not None:
-        subs["balance sheet"].append(_band("roe", roe))
-        text["balance sheet"].append(f"ROE {roe * 100:.0f}%")
-    else:
-        missing.append("ROE")
-    fcf = _num(row, "fcf_ttm")
-    if fcf is not None:
-        subs["balance sheet"].append(FCF_SIGN_SCORE[fcf > 0])
-        sign = "positive" if fcf > 0 else "negative"
-        text["balance sheet"].append(f"free cash flow {sign} ({_usd(fcf)} TTM)")
-    else:
-        missing.append("free cash flow")
-
+    for pillar, name, read in _READERS:
+        reading = read(row)
+        if reading is None:
+            missing.append(name)
+        else:
+            subs[pillar].append(reading[0])
+            text[pillar].append(reading[1])
     if text["growth"]:
         text["growth"][-1] += " year over year (TTM)"
     fragments = [", ".join(text[p]) for p in WEIGHTS]

@@ -35,9 +35,11 @@ from trading_assets.analysts.technical import (
     as_of_rows,
     clean_bars,
     json_value,
+    row_float,
     session_returns,
     session_vwap,
 )
+from trading_assets.numbers import finite
 
 ANNUALISE = math.sqrt(252 * 390)
 RV_WINDOW = 30
@@ -207,22 +209,13 @@ def macro_features(
 # --- the rules analyst -----------------------------------------------------------------------
 
 
-def _f(row: Mapping[str, Any], key: str) -> float:
-    value = row.get(key)
-    if value is None or isinstance(value, str):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _index_tickers(row: Mapping[str, Any]) -> list[str]:
     return [t for t in str(row.get("index_tickers") or "").split(",") if t]
 
 
-def _safe(value: float, default: float = 0.0) -> float:
-    return default if math.isnan(value) else value
+def _or_zero(row: Mapping[str, Any], key: str) -> float:
+    """A row value as a finite float, 0.0 when missing or not a number."""
+    return finite(row.get(key)) or 0.0
 
 
 def macro_report(row: Mapping[str, Any]) -> AnalystReport:
@@ -231,26 +224,27 @@ def macro_report(row: Mapping[str, Any]) -> AnalystReport:
     points: list[str] = []
     for ticker in _index_tickers(row):
         p = ticker.lower()
-        ret, vs20 = _f(row, f"{p}_ret_open_pct"), _f(row, f"{p}_vs_ema20_pct")
+        ret, vs20 = row_float(row, f"{p}_ret_open_pct"), row_float(row, f"{p}_vs_ema20_pct")
         if math.isnan(ret):
             points.append(f"{ticker}: no bar yet this session")
             continue
         text = f"{ticker} {ret:+.2f}% since the open"
         if not math.isnan(vs20):
             text += f", {abs(vs20):.2f}% {'above' if vs20 >= 0 else 'below'} its EMA20"
-        slope = _f(row, f"{p}_ema20_vs_ema50_pct")
+        slope = row_float(row, f"{p}_ema20_vs_ema50_pct")
         if not math.isnan(slope):
             text += f", EMA20 {'above' if slope >= 0 else 'below'} EMA50"
         points.append(text)
-    rv = _f(row, "realised_vol")
+    rv = row_float(row, "realised_vol")
     if not math.isnan(rv):
         level = "high" if rv >= VOL_HIGH else "elevated" if rv >= VOL_NORMAL else "calm"
         points.append(f"Realised volatility {rv * 100:.1f}% annualised over 30 minutes ({level})")
-    above, up, n = _f(row, "breadth_above_vwap"), _f(row, "breadth_up"), _f(row, "breadth_n")
+    above, up = row_float(row, "breadth_above_vwap"), row_float(row, "breadth_up")
     if not math.isnan(up):
         above_text = "n/a" if math.isnan(above) else f"{above * 100:.0f}%"
+        n = int(_or_zero(row, "breadth_n"))
         points.append(
-            f"Breadth: {above_text} of {int(_safe(n))} stocks above session VWAP, "
+            f"Breadth: {above_text} of {n} stocks above session VWAP, "
             f"{up * 100:.0f}% up on the session"
         )
 
@@ -259,17 +253,17 @@ def macro_report(row: Mapping[str, Any]) -> AnalystReport:
         return AnalystReport(
             stance=Stance.NEUTRAL,
             score=0.0,
-            confidence=max(0.0, min(_safe(_f(row, "confidence")), 0.1)),
+            confidence=max(0.0, min(_or_zero(row, "confidence"), 0.1)),
             key_points=[reason, *points][:6],
             narrative=f"{reason}; the other figures are shown for reference only.",
         )
-    score = max(-1.0, min(1.0, _safe(_f(row, "regime_score"))))
-    confidence = max(0.0, min(1.0, _safe(_f(row, "confidence"))))
+    score = max(-1.0, min(1.0, _or_zero(row, "regime_score")))
+    confidence = max(0.0, min(1.0, _or_zero(row, "confidence")))
     stance = stance_of(score)  # the contract: the stance follows the score
     narrative = (
         f"Market regime {regime.replace('_', '-')} (score {score:+.2f}): index trend "
-        f"{_safe(_f(row, 'trend_score')):+.2f}, breadth {_safe(_f(row, 'breadth_score')):+.2f}, "
-        f"volatility penalty {_safe(_f(row, 'vol_penalty')):.2f}. "
+        f"{_or_zero(row, 'trend_score'):+.2f}, breadth {_or_zero(row, 'breadth_score'):+.2f}, "
+        f"volatility penalty {_or_zero(row, 'vol_penalty'):.2f}. "
         f"Confidence {confidence:.2f} from data coverage, history and trend/breadth agreement."
     )
     return AnalystReport(
@@ -300,7 +294,4 @@ def macro_facts(row: Mapping[str, Any]) -> dict[str, Any]:
     ]
     for ticker in _index_tickers(row):
         keys += [f"{ticker.lower()}_{field}" for field in _INDEX_FIELDS[:-1]]
-    facts: dict[str, Any] = {}
-    for key in keys:
-        facts[key] = json_value(row.get(key))
-    return facts
+    return {key: json_value(row.get(key)) for key in keys}

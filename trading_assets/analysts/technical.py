@@ -37,6 +37,8 @@ from ta.trend import MACD, EMAIndicator, SMAIndicator
 from ta.volatility import AverageTrueRange, BollingerBands
 
 from trading_assets.analysts.report import AnalystReport, neutral_report, stance_of
+from trading_assets.numbers import finite
+from trading_assets.schemas import empty_frame
 
 # A 1-minute |return z-score| at or above this is a price shock; volume at or above this
 # multiple of its 20-bar average is a volume shock (both feed the debate gate).
@@ -298,7 +300,7 @@ def technical_features(bars: pd.DataFrame, minutes: pd.DatetimeIndex) -> pd.Data
     """One row per (ticker, partition minute) from bars up to that minute (see module docs)."""
     minutes = pd.DatetimeIndex(minutes).unique()
     if bars.empty or len(minutes) == 0:
-        return _empty()
+        return empty_frame(TECHNICAL_COLUMNS)
     clean = clean_bars(bars, minutes.max())
     parts: list[pd.DataFrame] = []
     for ticker, group in clean.groupby("ticker", sort=True):
@@ -312,7 +314,7 @@ def technical_features(bars: pd.DataFrame, minutes: pd.DatetimeIndex) -> pd.Data
         rows["ticker"] = ticker
         parts.append(rows)
     if not parts:
-        return _empty()
+        return empty_frame(TECHNICAL_COLUMNS)
     out = pd.concat(parts, ignore_index=True)
 
     out["bar_age_min"] = ((out["minute"] - out["data_as_of"]) // pd.Timedelta(minutes=1)).astype(
@@ -336,10 +338,6 @@ def technical_features(bars: pd.DataFrame, minutes: pd.DatetimeIndex) -> pd.Data
 
     out = out.sort_values(["minute", "ticker"], kind="stable").reset_index(drop=True)
     return out.loc[:, list(TECHNICAL_COLUMNS)].astype(TECHNICAL_COLUMNS)
-
-
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TECHNICAL_COLUMNS.items()})
 
 
 # --- the rules analyst -----------------------------------------------------------------------
@@ -401,31 +399,30 @@ def _frame_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _row_scores(row: Mapping[str, Any]) -> dict[str, float]:
-    scored = _score_arrays(lambda name: np.array([_f(row, name)], dtype="float64"))
+    scored = _score_arrays(lambda name: np.array([row_float(row, name)], dtype="float64"))
     return {name: float(values[0]) for name, values in scored.items()}
 
 
-def _f(row: Mapping[str, Any], key: str) -> float:
-    """A row value as a float, NaN when missing or not a number."""
-    value = row.get(key)
-    if isinstance(value, str):
-        return math.nan
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
+def row_float(row: Mapping[str, Any], key: str) -> float:
+    """A row value as a finite float, NaN when missing, infinite or not a number."""
+    value = finite(row.get(key))
+    return math.nan if value is None else value
 
 
 def _key_points(row: Mapping[str, Any]) -> list[str]:
     """The signals that fired, most decision-relevant first, with their numbers."""
     points: list[str] = []
-    z, ret, vr = _f(row, "return_z"), _f(row, "return_1m"), _f(row, "volume_ratio")
+    z, ret, vr = (
+        row_float(row, "return_z"),
+        row_float(row, "return_1m"),
+        row_float(row, "volume_ratio"),
+    )
     if abs(z) >= PRICE_SHOCK_Z:
         points.append(f"Price shock: 1-minute return {ret * 100:+.2f}% is {z:+.1f} sigma")
     if vr >= VOLUME_SHOCK_RATIO:
         points.append(f"Volume shock: {vr:.1f}x its {VOLUME_AVG_WINDOW}-bar average")
-    e12, e26 = _f(row, "ema_12"), _f(row, "ema_26")
-    cross = _f(row, "ema_cross")
+    e12, e26 = row_float(row, "ema_12"), row_float(row, "ema_26")
+    cross = row_float(row, "ema_cross")
     if cross == 1:
         points.append(f"Golden cross: EMA12 {e12:.2f} crossed above EMA26 {e26:.2f}")
     elif cross == -1:
@@ -433,25 +430,29 @@ def _key_points(row: Mapping[str, Any]) -> list[str]:
     elif not math.isnan(e12 - e26):
         side = "above" if e12 > e26 else "below"
         points.append(f"1-minute trend: EMA12 {e12:.2f} {side} EMA26 {e26:.2f}")
-    mh, mcross = _f(row, "macd_hist"), _f(row, "macd_cross")
+    mh, mcross = row_float(row, "macd_hist"), row_float(row, "macd_cross")
     if mcross in (1, -1):
         word = "above" if mcross == 1 else "below"
         points.append(f"MACD crossed {word} its signal line (histogram {mh:+.3f})")
-    close, upper, lower = _f(row, "close"), _f(row, "bb_upper"), _f(row, "bb_lower")
+    close, upper, lower = (
+        row_float(row, "close"),
+        row_float(row, "bb_upper"),
+        row_float(row, "bb_lower"),
+    )
     if close > upper:
         points.append(f"Close {close:.2f} broke above the upper Bollinger band {upper:.2f}")
     elif close < lower:
         points.append(f"Close {close:.2f} broke below the lower Bollinger band {lower:.2f}")
-    rsi = _f(row, "rsi_14")
+    rsi = row_float(row, "rsi_14")
     if rsi >= RSI_OVERBOUGHT:
         points.append(f"RSI(14) {rsi:.1f}: overbought")
     elif rsi <= RSI_OVERSOLD:
         points.append(f"RSI(14) {rsi:.1f}: oversold")
-    gap, vwap = _f(row, "vwap_gap_pct"), _f(row, "session_vwap")
+    gap, vwap = row_float(row, "vwap_gap_pct"), row_float(row, "session_vwap")
     if not math.isnan(gap):
         side = "above" if gap > 0 else "below"
         points.append(f"Close {abs(gap):.2f}% {side} session VWAP {vwap:.2f}")
-    e12_5, e26_5 = _f(row, "ema_12_5m"), _f(row, "ema_26_5m")
+    e12_5, e26_5 = row_float(row, "ema_12_5m"), row_float(row, "ema_26_5m")
     if not math.isnan(e12_5 - e26_5):
         side = "up" if e12_5 > e26_5 else "down"
         points.append(f"5-minute trend {side}: EMA12 {e12_5:.2f} vs EMA26 {e26_5:.2f}")
@@ -461,13 +462,13 @@ def _key_points(row: Mapping[str, Any]) -> list[str]:
 def technical_report(row: Mapping[str, Any]) -> AnalystReport:
     """The deterministic rules view of one `technical_features` row (weights: SIGNAL_WEIGHTS)."""
     ticker = str(row.get("ticker", "?"))
-    if math.isnan(_f(row, "close")):
+    if math.isnan(row_float(row, "close")):
         return neutral_report(f"{ticker}: no bar yet this session: no technical view")
     scored = _row_scores(row)
-    score, confidence = float(scored["score"]), float(scored["confidence"])
+    score, confidence = scored["score"], scored["confidence"]
     stance = stance_of(score)
     points = _key_points(row) or [f"No technical signal fired for {ticker}"]
-    n_bars = int(_f(row, "n_bars")) if not math.isnan(_f(row, "n_bars")) else 0
+    n_bars = int(finite(row.get("n_bars")) or 0)
     drivers = sorted(
         ((SIGNAL_WEIGHTS[k] * scored[k], k) for k in SIGNAL_WEIGHTS if not math.isnan(scored[k])),
         key=lambda item: -abs(item[0]),
@@ -545,9 +546,6 @@ def json_value(value: Any, digits: int = 4) -> Any:
 
 def technical_facts(row: Mapping[str, Any]) -> dict[str, Any]:
     """What an LLM technical analyst is shown: the row's numbers, rounded, no NaN."""
-    facts: dict[str, Any] = {
-        key: json_value(row.get(key)) for key in ("ticker", "minute", "data_as_of")
+    return {
+        key: json_value(row.get(key)) for key in ("ticker", "minute", "data_as_of", *_FACT_KEYS)
     }
-    for key in _FACT_KEYS:
-        facts[key] = json_value(row.get(key))
-    return facts

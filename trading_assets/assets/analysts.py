@@ -73,11 +73,18 @@ def run_minutes(context: AssetExecutionContext) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(context.partition_keys, format=PARTITION_FMT))
 
 
+_GATE = GateSettings()  # the defaults live in the pure module; the launchpad shows them here
+
+
 class GateConfig(Config):
-    max_per_minute: int = Field(3, description="debates a minute at most (strongest first)")
-    signal_threshold: float = Field(0.5, description="|technical score| crossing that triggers")
-    return_z: float = Field(3.0, description="|1-minute return z-score| for a price shock")
-    volume_ratio: float = Field(4.0, description="volume / its average for a volume shock")
+    max_per_minute: int = Field(_GATE.max_per_minute, description="debates a minute at most")
+    signal_threshold: float = Field(
+        _GATE.signal_threshold, description="|technical score| crossing that triggers"
+    )
+    return_z: float = Field(_GATE.return_z, description="|1-minute return z| for a price shock")
+    volume_ratio: float = Field(
+        _GATE.volume_ratio, description="volume / its average for a volume shock"
+    )
 
 
 @asset(
@@ -185,11 +192,6 @@ def analyst_team(
         raise Failure(f"llm_scope must be 'debated' or 'all', not {config.llm_scope!r}")
     if config.llm_scope == "all":
         scope[:] = True
-    universe = market_data.replay().universe().set_index("ticker")
-    names = {
-        t: str(universe.at[t, "aliases"]).split(";")[0] if t in universe.index else t
-        for t in stocks
-    }
     inputs = TeamInputs(
         grid=grid,
         minutes=minutes,
@@ -197,7 +199,7 @@ def analyst_team(
         headlines=headline_targets(news, stocks),
         macro=macro_features(bars, minutes, stocks, market_data.index_tickers()),
         in_scope=scope.astype(bool),
-        company_names=names,
+        company_names=market_data.company_names(),
         half_life_minutes=config.sentiment_half_life_minutes,
     )
     selected = [n for n in ANALYSTS if f"{n}_analysis" in context.selected_output_names]

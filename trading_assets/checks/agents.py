@@ -21,6 +21,7 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
+from resources.warehouse import SCHEMA
 from trading_assets.analysts.report import ANALYSIS_COLUMNS
 from trading_assets.analysts.team import ANALYSTS
 from trading_assets.assets.ingest import MINUTES
@@ -164,12 +165,14 @@ def _fallback_rate(asset_name: str, columns: dict[str, str]) -> AssetChecksDefin
 def _read(warehouse: DuckDBResource, table: str, loaded) -> pd.DataFrame | None:
     with warehouse.get_connection() as conn:
         exists = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_name = ?",
+            [SCHEMA, table],
         ).fetchone()
         if not exists or not exists[0]:
             return None
         return conn.execute(
-            f"SELECT * FROM trading.{table} WHERE minute >= ? AND minute < ?",
+            f"SELECT * FROM {SCHEMA}.{table} WHERE minute >= ? AND minute < ?",
             [loaded.start, loaded.end],
         ).df()
 

@@ -9,7 +9,6 @@ other ticker-minute carries HOLD with the reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -153,8 +152,3 @@ def calls_per_ticker_day(
             (len(triggers) * per_minute + headlines) / ticker_days, 1
         ),
     }
-
-
-def selected(triggers: pd.DataFrame) -> Sequence[tuple[str, pd.Timestamp]]:
-    rows = triggers[triggers["debated"]]
-    return list(zip(rows["ticker"], rows["minute"], strict=True))
