@@ -30,9 +30,10 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,12 +42,13 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import duckdb
+import numpy as np
 import openai
 import pydantic
 from openai.lib._pydantic import to_strict_json_schema  # what client.chat.completions.parse uses
 
 from resources.errors import ProviderConfigError
-from resources.warehouse import SCHEMA, warehouse_path
+from resources.warehouse import SCHEMA, warehouse_path, warehouse_resource
 
 CACHE_TABLE = f"{SCHEMA}.llm_cache"
 CACHE_MODES = ("read_write", "replay_only", "off")
@@ -96,14 +98,8 @@ class LLMAnswer:
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default), 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+    """numpy's linear-interpolated percentile, 0.0 for no values."""
+    return float(np.percentile(values, q * 100)) if values else 0.0
 
 
 class LLMStats:
@@ -133,9 +129,7 @@ class LLMStats:
         hits = [a for a in answers if a.cached]
         latencies = [a.latency_ms for a in new if a.calls > 0]
         fallbacks = [a for a in answers if a.fallback]
-        reasons: dict[str, int] = {}
-        for a in fallbacks:
-            reasons[a.fallback_reason] = reasons.get(a.fallback_reason, 0) + 1
+        reasons = Counter(a.fallback_reason for a in fallbacks)
         reason_text = "; ".join(f"{r} (x{n})" for r, n in sorted(reasons.items()))
         return {
             "llm_model": self.model or (answers[0].model if answers else ""),
@@ -156,30 +150,28 @@ class LLMStats:
         }
 
 
-# --- process-wide concurrency limit -------------------------------------------------------------
+# --- process-wide locks -------------------------------------------------------------------------
 
+_REGISTRY_LOCK = threading.Lock()
+_SEMAPHORES: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 # One lock per cache file for the whole process: the analysts' clients run in parallel threads,
 # and DuckDB answers two concurrent transactions that create or insert into the same table with
 # a write-write conflict instead of waiting.
 _CACHE_LOCKS: dict[str, threading.Lock] = {}
 
 
-def _cache_lock(database: str) -> threading.Lock:
-    with _SEMAPHORES_LOCK:
-        return _CACHE_LOCKS.setdefault(str(Path(database).resolve()), threading.Lock())
-
-
-_SEMAPHORES: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-_SEMAPHORES_LOCK = threading.Lock()
-
-
 def _semaphore(base_url: str, limit: int) -> threading.BoundedSemaphore:
     """One semaphore per (server, limit) in this process, shared by every client of it."""
-    with _SEMAPHORES_LOCK:
-        key = (base_url or "openai-default", limit)
+    with _REGISTRY_LOCK:
+        key = (base_url, limit)
         if key not in _SEMAPHORES:
             _SEMAPHORES[key] = threading.BoundedSemaphore(limit)
         return _SEMAPHORES[key]
+
+
+def _cache_lock(database: str) -> threading.Lock:
+    with _REGISTRY_LOCK:
+        return _CACHE_LOCKS.setdefault(str(Path(database).resolve()), threading.Lock())
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -226,28 +218,24 @@ def _strip_fences(text: str) -> str:
     return match.group(1).strip() if match else text.strip()
 
 
-def _validation_problem(schema: type[pydantic.BaseModel], content: str | None) -> tuple[str, str]:
-    """(kind, details) of why `content` is not a valid `schema` instance; ("", "") if it is."""
+def _validate(
+    schema: type[pydantic.BaseModel], content: str | None
+) -> tuple[pydantic.BaseModel | None, str, str]:
+    """(value, "", "") if `content` is a valid `schema` instance, else (None, kind, details)."""
     if content is None or not content.strip():
-        return "empty answer", "the answer had no content"
-    text = _strip_fences(content)
+        return None, "empty answer", "the answer had no content"
     try:
-        data = json.loads(text)
+        data = json.loads(_strip_fences(content))
     except json.JSONDecodeError as exc:
-        return "invalid JSON", f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        return None, "invalid JSON", f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     try:
-        schema.model_validate(data)
+        return schema.model_validate(data), "", ""
     except pydantic.ValidationError as exc:
         details = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
             for err in exc.errors(include_url=False)
         )
-        return "schema violation", details
-    return "", ""
-
-
-def _parse(schema: type[pydantic.BaseModel], content: str) -> pydantic.BaseModel:
-    return schema.model_validate(json.loads(_strip_fences(content)))
+        return None, "schema violation", details
 
 
 def max_tokens_param(host: str) -> str:
@@ -313,6 +301,7 @@ class LLMClient:
         self.model = settings.model
         self.stats = LLMStats(settings.model)
         self._cache_lock = _cache_lock(self._s.cache_database)
+        self._warehouse = warehouse_resource(Path(self._s.cache_database))
         self._cache_ready = False
         self._local = threading.local()
         self._http = openai.DefaultHttpxClient(event_hooks={"request": [self._count_request]})
@@ -356,11 +345,7 @@ class LLMClient:
 
     def complete(self, request: LLMRequest) -> LLMAnswer:
         """The answer to one request: from the cache, the model, or the recorded fallback."""
-        key = self.cache_key(request)
-        hit = self._lookup([key]).get(key)
-        answer = self._from_row(request, key, hit) if hit else self._answer(request, key)
-        self.stats.record(answer)
-        return answer
+        return self.complete_many([request])[0]
 
     def complete_many(self, requests: Sequence[LLMRequest]) -> list[LLMAnswer]:
         """Answers in request order; misses run in parallel, at most `max_concurrency` in flight.
@@ -411,17 +396,8 @@ class LLMClient:
 
     # --- answering ------------------------------------------------------------------------------
 
-    def _answer(self, request: LLMRequest, key: str) -> LLMAnswer:
-        answer, _ = self._ask(request, key)
-        return answer
-
     def _ask(self, request: LLMRequest, key: str) -> tuple[LLMAnswer, bool]:
-        """Ask the model (with one repair), write the result through; (answer, was cached)."""
-        if self._s.cache_mode == "replay_only":
-            raise LLMCacheMiss(
-                f"replay_only: no cached answer for {request.purpose!r} (key {key}, model "
-                f"{self._s.model}); run once with cache_mode='read_write' to record it"
-            )
+        """Ask the model (with one repair), write the result through; (answer, cacheable)."""
         tokens_in = tokens_out = requests = 0
         latency = 0.0
         messages = list(request.messages)
@@ -435,9 +411,8 @@ class LLMClient:
                 tokens_out += call.output_tokens
                 requests += call.requests
                 latency += call.latency_ms
-                kind, details = _validation_problem(request.schema, call.content)
-                if not kind:
-                    value = _parse(request.schema, call.content or "")
+                value, kind, details = _validate(request.schema, call.content)
+                if value is not None:
                     break
                 problems.append((kind, details))
                 if attempt == 0:
@@ -575,19 +550,9 @@ class LLMClient:
 
     @contextmanager
     def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection, retried while another process holds DuckDB's file lock."""
-        deadline = time.monotonic() + 60.0
-        delay = 0.05
-        while True:
-            try:
-                conn = duckdb.connect(self._s.cache_database)
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        try:
+        """A short-lived connection; DuckDBResource retries while another process holds the
+        file lock (as the warehouse IO manager does)."""
+        with self._warehouse.get_connection() as conn, closing(conn):
             if not self._cache_ready:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
                 conn.execute(
@@ -607,8 +572,6 @@ class LLMClient:
                 )
                 self._cache_ready = True
             yield conn
-        finally:
-            conn.close()
 
     def _lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         if self._s.cache_mode == "off" or not keys:

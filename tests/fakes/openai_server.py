@@ -245,12 +245,14 @@ class FakeOpenAIServer(FakeHTTPServer):
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             item = self._script.popleft() if self._script else None
         try:
-            return self._serve(request, item)
+            return self._serve(request, body, item)
         finally:
             with self._lock:
                 self._in_flight -= 1
 
-    def _serve(self, request: RecordedRequest, item: ScriptItem | None) -> FakeResponse:
+    def _serve(
+        self, request: RecordedRequest, body: dict[str, Any], item: ScriptItem | None
+    ) -> FakeResponse:
         denied = self._auth_failure(request)
         if denied is not None:
             return denied
@@ -260,7 +262,6 @@ class FakeOpenAIServer(FakeHTTPServer):
             self._release.wait(self.timeout_hold_s)
         elif self.delay_s:
             time.sleep(self.delay_s)
-        body = request.json() or {}
         if item == "invalid_json":
             content = '```json\n{"stance": "bullish", "score": 0.4,,\n```'
         elif item == "out_of_range":

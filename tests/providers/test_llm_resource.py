@@ -294,6 +294,13 @@ def test_scripted_401_raises(server, db) -> None:
         client.complete(_request())
 
 
+def test_bad_request_is_a_config_error_not_a_fallback(server, db) -> None:
+    server.script(400)
+    with _resource(server, db).client() as client, pytest.raises(LLMConfigError, match="HTTP 400"):
+        client.complete(_request())
+    assert server.chat_count == 1 and _cache_rows(db) == []
+
+
 # --- cache ----------------------------------------------------------------------------------------
 
 
@@ -367,8 +374,23 @@ def test_cache_off_always_calls_and_writes_nothing(server, db) -> None:
 def test_duplicates_in_a_batch_are_asked_once(server, db) -> None:
     with _resource(server, db).client() as client:
         answers = client.complete_many([_request(), _request(), _request("MSFT")])
-    assert server.chat_count == 2
+        meta = client.stats.as_metadata()
+    assert server.chat_count == 2 and len(_cache_rows(db)) == 2
     assert answers[0].value == answers[1].value and answers[1].calls == 0
+    assert (answers[0].cached, answers[1].cached) == (False, True)
+    assert meta["llm_calls"] == 2 and meta["llm_cache_hits"] == 1
+    expected = answers[0].cost_usd + answers[2].cost_usd
+    assert meta["llm_cost_usd"] == pytest.approx(expected, abs=1e-6)  # rounded to 6 places
+
+
+def test_duplicate_transport_fallback_costs_nothing_twice(server, db) -> None:
+    server.script(500)
+    with _resource(server, db, max_retries=0).client() as client:
+        first, second = client.complete_many([_request(), _request()])
+        meta = client.stats.as_metadata()
+    assert first.fallback and second.fallback and server.chat_count == 1
+    assert (second.cached, second.calls, second.cost_usd) == (False, 0, 0.0)
+    assert meta["llm_calls"] == 1 and meta["llm_fallbacks"] == 2
 
 
 # --- concurrency ------------------------------------------------------------------------------
