@@ -72,6 +72,12 @@ class MarketDataResource(ConfigurableResource):
         known = self.replay().universe().set_index("ticker")["aliases"].fillna("")
         return {t: (str(known.get(t, "")).split(";")[0].strip() or t) for t in self.universe()}
 
+    def sectors(self) -> dict[str, str]:
+        """GICS sector per universe ticker (the risk manager's sector limit); unknown ones are
+        left out and share one conservative bucket there."""
+        known = self.replay().universe().set_index("ticker")["sector"].dropna()
+        return {t: str(known[t]) for t in self.universe() if t in known.index and known[t]}
+
     def stock_tickers(self) -> list[str]:
         """The tickers the analysts cover and the team trades: the universe less its ETFs."""
         etfs = set(self.index_tickers())

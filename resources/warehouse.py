@@ -51,6 +51,8 @@ class _PandasHandler(DuckDBPandasTypeHandler):
             super().handle_output(context, table_slice, obj, connection)
             return
         # The IO manager already deleted the range's old rows; only the table may be missing.
+        # An empty object column would become DuckDB's NULL type, which no later row fits.
+        obj = obj.astype({c: "string" for c in obj.columns if obj[c].dtype == object})
         connection.execute(
             f"CREATE TABLE IF NOT EXISTS {table_slice.schema}.{table_slice.table} "
             "AS SELECT * FROM obj"

@@ -5,17 +5,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import Definitions, EnvVar, in_process_executor
+from dagster import Definitions, EnvVar, in_process_executor, mem_io_manager
 
 from jobs.ingest import ingest_job
 from jobs.research import research_job
+from jobs.schedules import flatten_schedule, intraday_schedule, ledger_schedule
+from jobs.trading import close_all_positions, decision_job, execute_signals, intraday_job
+from resources.broker import BrokerResource, broker_from_env
 from resources.llm import LLMResource
 from resources.market_data import MarketDataResource
+from resources.trading_controls import TradingControls, controls_from_env
 from resources.warehouse import warehouse_io_manager, warehouse_resource
+from sensors.failures import run_failure_alert
+from sensors.signals import trade_signal_sensor
 from trading_assets.assets.analysts import analyst_team, debate_triggers
+from trading_assets.assets.decision import trade_signals
+from trading_assets.assets.execution import MEMORY, broker_orders
 from trading_assets.assets.ingest import bars, fundamentals, news
 from trading_assets.assets.research import debate, researchers
 from trading_assets.checks.agents import AGENT_CHECKS
+from trading_assets.checks.decision import DECISION_CHECKS
 from trading_assets.checks.ingest import INGEST_CHECKS
 
 
@@ -70,18 +79,32 @@ def build_definitions(
     warehouse: Path | None = None,
     market_data: MarketDataResource | None = None,
     llm: LLMResource | None = None,
+    broker: BrokerResource | None = None,
+    controls: TradingControls | None = None,
 ) -> Definitions:
     # One process per run: the steps share the DuckDB file (one writer at a time) and the
     # imports (GX alone is ~13 s), which a subprocess per step would pay again each time.
     return Definitions(
-        assets=[bars, news, fundamentals, debate_triggers, analyst_team, researchers, debate],
-        asset_checks=[*INGEST_CHECKS, *AGENT_CHECKS],
-        jobs=[ingest_job, research_job],
+        assets=[
+            *(bars, news, fundamentals, debate_triggers, analyst_team, researchers, debate),
+            trade_signals,
+            broker_orders,
+        ],
+        asset_checks=[*INGEST_CHECKS, *AGENT_CHECKS, *DECISION_CHECKS],
+        jobs=[
+            *(ingest_job, research_job, intraday_job, decision_job),
+            *(execute_signals, close_all_positions),
+        ],
+        schedules=[intraday_schedule, flatten_schedule, ledger_schedule],
+        sensors=[trade_signal_sensor, run_failure_alert],
         resources={
             "io_manager": warehouse_io_manager(warehouse),
             "warehouse": warehouse_resource(warehouse),
             "market_data": market_data or market_data_from_env(),
             "llm": llm or llm_from_env(warehouse),
+            "broker": broker or broker_from_env(),
+            "controls": controls or controls_from_env(),
+            MEMORY: mem_io_manager,
         },
         executor=in_process_executor,
     )

@@ -1,126 +1,149 @@
-"""The README's main command: run one bundled real session through the team on the defaults.
+"""The README's main command: replay one bundled real session as if live, on the defaults.
 
-Runs `research_job` (ingest, the event gate, the four analysts, the bull and bear openings and
-the debate) for every minute partition of a session as one run on the instance in DAGSTER_HOME
-(so `dagster dev` shows it afterwards), then prints what landed in the warehouse, what the
-debates decided and how each check went. The default `rules` analysts need no model and no key.
+Starts the embedded paper broker (its clock at the session's open) and the real
+`dagster-daemon`, then runs `trading_assets.replay`: research, a decision per minute, the
+signal sensor launching `execute_signals`, bracket orders at the paper broker, the close-out and
+the final ledger. Ends with what the team decided, what the broker did and what it earned, and
+where to look in the UI. Rules analysts, bundled data, no keys.
 """
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
 import duckdb
-from dagster import DagsterInstance
-
-from resources.warehouse import SCHEMA, warehouse_path
-from trading_assets.analysts.team import ANALYSTS
-from trading_assets.partitions import PARTITION_FMT, session_minutes
+import pandas as pd
 
 DEFAULT_SESSION = "2026-03-23"
+INITIAL_CASH = 100_000.0
 
 
-def session_range(session: str) -> tuple[str, str]:
-    """First and last partition keys of a session (390 on a full day, fewer on an early close)."""
-    minutes = session_minutes(session, session)
-    if minutes.empty or minutes[0].strftime("%Y-%m-%d") != session:
-        raise SystemExit(f"{session} is not an NYSE session")
-    return minutes[0].strftime(PARTITION_FMT), minutes[-1].strftime(PARTITION_FMT)
+def _print_summary(warehouse: Path, first: str, last: str, broker_db: Path) -> dict[str, object]:
+    lo = pd.Timestamp(pd.to_datetime(first, format="%Y-%m-%d-%H:%M"))
+    hi = pd.Timestamp(pd.to_datetime(last, format="%Y-%m-%d-%H:%M"))
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        signals = conn.execute(
+            "SELECT * FROM trading.trade_signals WHERE minute BETWEEN ? AND ?", [lo, hi]
+        ).df()
+        ledger = conn.execute(
+            "SELECT * FROM trading.broker_orders WHERE minute BETWEEN ? AND ?", [lo, hi]
+        ).df()
+        verdicts = conn.execute(
+            "SELECT action, count(*) FROM trading.debate WHERE debated AND minute BETWEEN ? AND ?"
+            " GROUP BY action ORDER BY action",
+            [lo, hi],
+        ).fetchall()
+    import sqlite3
 
-
-def print_decisions(conn: duckdb.DuckDBPyConnection, session: str) -> None:
-    """What the judge decided in the session, and a sample verdict with its reasoning."""
-    day = "minute >= ?::DATE AND minute < ?::DATE + 1"
-    actions = conn.execute(
-        f"SELECT action, count(*) FROM {SCHEMA}.debate WHERE debated AND {day} "
-        "GROUP BY action ORDER BY action",
-        [session, session],
-    ).fetchall()
-    print("debate verdicts: " + (", ".join(f"{a} {n}" for a, n in actions) or "none"))
-    sample = conn.execute(
-        f"SELECT minute, ticker, action, confidence, consensus, model, rationale "
-        f"FROM {SCHEMA}.debate WHERE debated AND action <> 'HOLD' AND {day} "
-        "ORDER BY confidence DESC, minute LIMIT 1",
-        [session, session],
-    ).fetchone()
-    if sample:
-        minute, ticker, action, confidence, consensus, model, rationale = sample
-        print(f"  e.g. {minute} {ticker}: {action} (confidence {confidence:.2f}, {consensus} "
-              f"consensus, {model}): {rationale[:220]}")  # fmt: skip
+    with sqlite3.connect(broker_db) as books:
+        orders = books.execute(
+            "SELECT count(*) FROM orders WHERE client_order_id LIKE 'sig-%'"
+        ).fetchone()[0]
+        fills = books.execute("SELECT reason, count(*) FROM fills GROUP BY reason").fetchall()
+        cash = float(books.execute("SELECT value FROM meta WHERE key = 'cash'").fetchone()[0])
+        open_positions = books.execute("SELECT count(*) FROM positions").fetchone()[0]
+        commission = books.execute("SELECT coalesce(sum(commission), 0) FROM fills").fetchone()[0]
+    print("\ndebate verdicts: " + ", ".join(f"{a} {n}" for a, n in verdicts))
+    print(
+        f"trade signals:   {len(signals)} proposals -> "
+        + ", ".join(f"{k} {v}" for k, v in signals["status"].value_counts().items())
+    )
+    rejected = signals[signals["status"] == "rejected"]
+    if len(rejected):
+        first_reason = json.loads(rejected.iloc[0]["reasons"])[0]
+        print(f"  e.g. rejected {rejected.iloc[0]['ticker']}: {first_reason[:160]}")
+    states = ledger["state"].value_counts().to_dict() if len(ledger) else {}
+    print(f"broker_orders:   {len(ledger)} ledger rows: " + ", ".join(
+        f"{k} {v}" for k, v in states.items()))  # fmt: skip
+    by_reason = ", ".join(f"{r} {n}" for r, n in fills)
+    print(f"paper broker:    {orders} bracket orders, fills by reason: {by_reason}; "
+          f"{open_positions} positions open")  # fmt: skip
+    pnl = cash - INITIAL_CASH if open_positions == 0 else float("nan")
+    gross = float(ledger["realised_pnl"].sum()) if len(ledger) else 0.0
+    print(f"P&L:             {pnl:+,.2f} USD net (ledger gross {gross:+,.2f}, commissions "
+          f"{commission:,.2f}) on {INITIAL_CASH:,.0f}")  # fmt: skip
+    closed = ledger[ledger["state"] == "closed"]
+    for row in closed.head(5).itertuples():
+        print(f"  {row.minute:%H:%M} {row.side:<4} {row.qty:>4} {row.ticker:<5} in "
+              f"{row.entry_price:.2f} out {row.exit_price:.2f} ({row.exit_reason}) "
+              f"{row.realised_pnl:+.2f}")  # fmt: skip
+    return {"signals": len(signals), "orders": orders, "pnl": pnl}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--session", default=DEFAULT_SESSION, help="YYYY-MM-DD (%(default)s)")
+    parser.add_argument("--from", dest="first", default=None, help="HH:MM (session open)")
+    parser.add_argument("--to", dest="last", default=None, help="HH:MM (last bar, 15:59)")
     parser.add_argument(
-        "--session", default=DEFAULT_SESSION, help="YYYY-MM-DD (default %(default)s)"
-    )
-    parser.add_argument(
-        "--job",
-        default="research_job",
-        choices=["research_job", "ingest_job"],
-        help="research_job (default: ingest through the debate) or ingest_job",
+        "--intraday-window",
+        default=None,
+        help="HH:MM-HH:MM: run the full intraday_job per minute there (the schedule's path)",
     )
     args = parser.parse_args(argv)
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
     home.mkdir(parents=True, exist_ok=True)
-    first, last = session_range(args.session)
+    from resources.paper_broker import PaperBroker
+    from resources.warehouse import data_dir, warehouse_path
+    from trading_assets.partitions import session_bounds
 
-    from trading_assets.definitions import defs  # after DAGSTER_HOME: definitions read env
+    bounds = session_bounds(args.session)
+    if bounds is None:
+        print(f"{args.session} is not an NYSE session", file=sys.stderr)
+        return 2
+    broker_db = data_dir() / "paper_broker.sqlite"
+    for stale in (broker_db, *broker_db.parent.glob(broker_db.name + "-*")):
+        stale.unlink(missing_ok=True)  # a replay starts with a fresh paper account
+    opened = bounds[0].tz_localize("America/New_York").tz_convert("UTC")
+    broker = PaperBroker(broker_db, start_time=opened, initial_cash=INITIAL_CASH).start()
+    os.environ |= {"TRADING_BROKER_MODE": "embedded", "TRADING_BROKER_URL": broker.url}
+    os.environ.setdefault("TRADING_PORTFOLIO_SOURCE", "broker")
+    warehouse = warehouse_path()
+    if warehouse.exists():  # the old ledger belongs to an old paper account
+        with duckdb.connect(str(warehouse)) as conn:
+            if conn.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = 'trading' AND table_name = 'broker_orders'"
+            ).fetchone()[0]:
+                conn.execute(
+                    "DELETE FROM trading.broker_orders WHERE minute >= ?::DATE "
+                    "AND minute < ?::DATE + 1",
+                    [args.session, args.session],
+                )
+    from trading_assets.replay import replay, summarize
 
-    job = defs.resolve_job_def(args.job)
+    window = tuple(args.intraday_window.split("-")) if args.intraday_window else None
     started = time.perf_counter()
-    with DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            tags={
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-            },
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    try:
+        result = replay(
+            args.session,
+            broker_url=broker.url,
+            set_clock=broker.set_clock,
+            first=args.first,
+            last=args.last,
+            intraday_window=window,  # type: ignore[arg-type]
         )
-    elapsed = time.perf_counter() - started
-
-    print(f"\n{args.job} {first} .. {last}: {'SUCCESS' if result.success else 'FAILURE'}")
-    print(f"run {result.run_id} in {elapsed:.1f} s (instance: {home})")
-    counted = {"bars": "count(DISTINCT ticker) || ' tickers'", "news": "'stories'"}
-    counted["fundamentals"] = counted["bars"]
-    if args.job == "research_job":
-        counted |= {
-            "debate_triggers": "count(*) FILTER (WHERE debated) || ' debated'",
-            **{f"{a}_analysis": "count(DISTINCT ticker) || ' tickers'" for a in ANALYSTS},
-            "bull_case": "'arguments'",
-            "bear_case": "'arguments'",
-            "debate": "count(*) FILTER (WHERE debated) || ' debates'",
-        }
-    with duckdb.connect(str(warehouse_path()), read_only=True) as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [SCHEMA]
-        ).fetchall()}  # fmt: skip
-        for table, what_sql in counted.items():
-            if table not in tables:
-                print(f"  {table:<20}     0 rows")
-                continue
-            rows, what, lo, hi = conn.execute(
-                f"SELECT count(*), {what_sql}, min(minute), max(minute) FROM {SCHEMA}.{table} "
-                "WHERE minute >= ?::DATE AND minute < ?::DATE + 1",
-                [args.session, args.session],
-            ).fetchone()
-            print(f"  {table:<20}{rows:>6} rows  {what:<12} {lo} .. {hi}")
-        if "debate" in tables and args.job == "research_job":
-            print_decisions(conn, args.session)
-    print("checks:")
-    for evaluation in result.get_asset_check_evaluations():
-        status = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
-        label = f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
-        print(f"  {label:<58}{status}")
-    print(f"\nwarehouse: {warehouse_path()}")
-    print("UI: make ui, then open http://127.0.0.1:3000 (Assets) to see the team's lineage,")
-    print("    the partitions, the check results and this run.")
-    return 0 if result.success else 1
+    finally:
+        broker.stop()
+    print(f"\nreplayed {result.first} .. {result.last} in {time.perf_counter() - started:.0f} s "
+          f"(research {result.research_s:.0f} s; {result.execute_runs} execute_signals runs "
+          "launched by the daemon's trade_signal_sensor)")  # fmt: skip
+    _print_summary(warehouse, result.first, result.last, broker_db)
+    figures = summarize(result.stages)
+    if figures:
+        print("latency, minute close -> order at the broker (median / max, s):")
+        for stage in ("signals_s", "sensor_s", "launch_s", "execute_s", "to_order_s"):
+            if f"{stage}_median" in figures:
+                print(f"  {stage[:-2]:<10} {figures[f'{stage}_median']:6.1f} / "
+                      f"{figures[f'{stage}_max']:6.1f}")  # fmt: skip
+    print(f"\ninstance: {home}   warehouse: {warehouse}   paper broker: {broker_db}")
+    print("UI: make ui, then http://127.0.0.1:3000 -> Assets (Global asset lineage: bars ..")
+    print("    broker_orders), Runs (execute_signals launched by trade_signal_sensor), Automation.")
+    return 0
 
 
 if __name__ == "__main__":

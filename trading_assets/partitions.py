@@ -118,6 +118,20 @@ def session_minutes(first_day: str, last_day: str) -> pd.DatetimeIndex:
     return minutes.tz_convert(MARKET_TZ).tz_localize(None)
 
 
+def session_bounds(day: str | dt.date) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """(open, close) of the NYSE session on `day` as naive New York times, None on a holiday or
+    weekend. Early closes come from the calendar (13:00)."""
+    label = pd.Timestamp(day).strftime("%Y-%m-%d")
+    cal = nyse_calendar(label, label)
+    if not cal.is_session(label):
+        return None
+    opened, closed = cal.session_open(label), cal.session_close(label)
+    return (
+        opened.tz_convert(MARKET_TZ).tz_localize(None),
+        closed.tz_convert(MARKET_TZ).tz_localize(None),
+    )
+
+
 def arrival_minutes(published_utc: pd.Series, grid: pd.DatetimeIndex) -> pd.Series:
     """The partition in which each instant first becomes known: the first session minute whose
     window [m, m+1min) ends after it. A headline at 09:30:20 arrives in 09:30; one at 17:05 or

@@ -20,9 +20,11 @@ from dagster import (
     define_asset_job,
 )
 
+from resources.broker import BrokerResource
 from resources.llm import LLMResource
 from resources.market_data import MarketDataResource
 from resources.providers.replay import BUNDLED_REPLAY_DIR
+from resources.trading_controls import TradingControls
 from trading_assets.assets.ingest import MINUTES
 from trading_assets.checks.ingest import INGEST_CHECKS
 from trading_assets.definitions import build_definitions
@@ -80,6 +82,8 @@ def make_graph(
     replay_dir: Path = BUNDLED_REPLAY_DIR,
     tickers: str = "",
     llm: LLMResource | None = None,
+    broker: BrokerResource | None = None,
+    controls: TradingControls | None = None,
 ) -> Graph:
     """The code location on a warehouse in `tmp`; the rules backend unless `llm` is given."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -88,6 +92,8 @@ def make_graph(
         warehouse=warehouse,
         market_data=MarketDataResource(replay_dir=str(replay_dir), tickers=tickers),
         llm=llm or LLMResource(provider="rules"),
+        broker=broker,
+        controls=controls,
     )
     return Graph(Definitions.merge(defs, Definitions(jobs=[CHECKS_ONLY])), warehouse)
 

@@ -22,7 +22,7 @@ from alpaca.trading.requests import MarketOrderRequest, StopLossRequest, TakePro
 from requests.adapters import HTTPAdapter
 
 from resources.paper_broker import PaperBroker
-from resources.paper_broker.app import ApiError
+from resources.paper_broker.engine import ApiError
 from resources.providers.replay import ReplayProvider
 from trading_assets.execution.fills import FillModel
 

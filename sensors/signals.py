@@ -1,0 +1,111 @@
+"""The signal sensor: a new `trade_signals` partition with actionable signals -> execute it.
+
+Reads only the materialization events (their metadata carries the actionable count and the
+batch id), never the warehouse, so a tick is cheap and cannot contend for the DuckDB file.
+Exactly once at this level: the cursor is the last event storage id seen, and the run key is
+partition + batch id + the deciding run (Dagster drops a second request with the same key, so a
+re-evaluated tick launches nothing twice; a minute re-decided by a new run gets a new execution,
+which finds its orders by client order id instead of sending them again). The op's own look-up by
+client order id covers a retried run. Signals from backfills (backtests) and from runs not
+tagged live are never executed, and a partition is only acted on once its run has finished
+successfully: the blocking `trade_signals_valid` check runs after the materialization, and a
+run it failed sends nothing. A live run decides one minute; a multi-minute run (a backtest or
+a replay's quiet stretch) is never executed. Every tick that launches nothing says why.
+"""
+
+import time
+
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from jobs.trading import LIVE_TAG, execute_signals
+
+SIGNALS = AssetKey("trade_signals")
+FIRST_LOOKBACK_SECONDS = 15 * 60  # a new sensor picks up the last quarter hour, not history
+PAGE = 200
+
+
+def _value(metadata: dict, key: str, default: object) -> object:
+    entry = metadata.get(key)
+    return default if entry is None else entry.value
+
+
+@sensor(
+    job=execute_signals,
+    minimum_interval_seconds=5,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Launches execute_signals for each new live trade_signals partition that has "
+    "actionable signals (run key = partition + signal batch).",
+)
+def trade_signal_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    instance = context.instance
+    after = int(context.cursor) if context.cursor else None
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=SIGNALS, after_storage_id=after),
+        limit=PAGE,
+        ascending=True,
+    ).records
+    if after is None:
+        horizon = time.time() - FIRST_LOOKBACK_SECONDS
+        records = [r for r in records if r.timestamp >= horizon]
+    if not records:
+        return SkipReason("no new trade_signals materializations")
+    runs: dict[str, object] = {}
+    requests: list[RunRequest] = []
+    skipped: dict[str, list[str]] = {}
+    done: list[int] = []
+    waiting = ""
+    for record in records:
+        partition = record.partition_key or "?"
+        run = runs.get(record.run_id) or instance.get_run_by_id(record.run_id)
+        runs[record.run_id] = run
+        if run is not None and not run.is_finished:
+            waiting = f"waiting for run {record.run_id[:8]} ({partition}) to finish its checks"
+            break  # the cursor stops here; the next tick looks again
+        done.append(record.storage_id)
+        tags = run.tags if run is not None else {}
+        materialization = record.asset_materialization
+        metadata = dict(materialization.metadata) if materialization else {}
+        actionable = int(_value(metadata, "actionable", 0))  # type: ignore[arg-type]
+        batch = str(_value(metadata, "batch_id", ""))
+        if run is not None and run.status != DagsterRunStatus.SUCCESS:
+            why = f"from a run that did not succeed ({run.status.value}; a blocking check?)"
+        elif "dagster/backfill" in tags:
+            why = "from a backfill (backtests never trade)"
+        elif "dagster/partition" not in tags:
+            why = "from a multi-minute run (live runs decide one minute)"
+        elif tags.get(LIVE_TAG) != "true":
+            why = f"from a run not tagged {LIVE_TAG}=true"
+        elif actionable == 0:
+            why = "no actionable signals (HOLD or rejected only)"
+        else:
+            requests.append(
+                RunRequest(
+                    run_key=f"{partition}|{batch}|{record.run_id[:8]}",
+                    partition_key=partition,
+                    tags={"trading/signal_batch": batch, "trading/signals_run": record.run_id},
+                )
+            )
+            continue
+        skipped.setdefault(why, []).append(partition)
+    cursor = str(max(done)) if done else context.cursor
+    if waiting:
+        skipped.setdefault("not yet: " + waiting, [])
+    if requests:
+        for why, partitions in skipped.items():
+            context.log.info(f"skipped {len(partitions)} partitions {why}")
+        return SensorResult(run_requests=requests, cursor=cursor)
+    reasons = "; ".join(
+        f"{len(p)} partition{'s' if len(p) > 1 else ''} {why} (last {p[-1]})" if p else why
+        for why, p in skipped.items()
+    )
+    return SensorResult(skip_reason=SkipReason(reasons), cursor=cursor)

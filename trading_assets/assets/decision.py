@@ -1,0 +1,148 @@
+"""The decision layer: the trading agent and the risk manager turn the debate into signals.
+
+`trade_signals` has one row per proposal (a debated BUY/SELL verdict) with the risk manager's
+answer; its materialization metadata carries the actionable count and the batch id the signal
+sensor keys its runs on, so the sensor never has to open the warehouse.
+"""
+
+import pandas as pd
+from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, asset
+from dagster_duckdb import DuckDBResource
+
+from resources.broker import BrokerConfigError, BrokerError, BrokerResource
+from resources.market_data import MarketDataResource
+from resources.trading_controls import TradingControls
+from resources.warehouse import SCHEMA
+from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
+from trading_assets.assets.ingest import PARTITION_EXPR, stamped
+from trading_assets.decision.risk import PortfolioState
+from trading_assets.decision.signals import (
+    actionable,
+    batch_id,
+    minute_signals,
+    proposals_by_minute,
+    signal_frame,
+)
+from trading_assets.decision.sources import state_from_broker, state_from_ledger
+from trading_assets.partitions import session_bounds
+
+LEDGER_TABLE = f"{SCHEMA}.broker_orders"
+
+
+def read_ledger(warehouse: DuckDBResource, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """Ledger rows with minutes in [first, last] (empty before the first execution)."""
+    with warehouse.get_connection() as conn:
+        exists = conn.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_name = 'broker_orders'",
+            [SCHEMA],
+        ).fetchone()[0]
+        if not exists:
+            return pd.DataFrame()
+        return conn.execute(
+            f"SELECT * FROM {LEDGER_TABLE} WHERE minute >= ? AND minute <= ?",
+            [first.to_pydatetime(), last.to_pydatetime()],
+        ).df()
+
+
+def _broker_state(
+    context: AssetExecutionContext,
+    broker: BrokerResource,
+    controls: TradingControls,
+    minute: pd.Timestamp,
+    session_open: pd.Timestamp,
+) -> PortfolioState:
+    """The broker's book, refused when the broker's clock is not at this minute's close."""
+    try:
+        client = broker.client()
+        now = client.clock().now
+    except BrokerConfigError as exc:
+        raise Failure(description=f"broker configuration: {exc}", allow_retries=False) from exc
+    closed = minute.tz_localize("America/New_York") + pd.Timedelta(minutes=1)
+    lag = (now - closed) / pd.Timedelta(minutes=1)
+    if not 0 <= lag <= controls.max_state_lag_minutes:
+        raise Failure(
+            description=(
+                f"portfolio_source=broker is only valid for the minute just closed: minute "
+                f"{minute:%Y-%m-%d %H:%M} closed at {closed.isoformat()}, the broker's clock is "
+                f"{now.isoformat()} ({lag:+.1f} min, allowed 0..{controls.max_state_lag_minutes})."
+                " Backfills size from the ledger: set TradingControls portfolio_source='ledger'."
+            ),
+            allow_retries=False,
+        )
+    context.log.info(f"portfolio from {broker.describe()} at {now.isoformat()}")
+    as_of = (minute + pd.Timedelta(minutes=1)).to_pydatetime()
+    utc_open = session_open.tz_localize("America/New_York").tz_convert("UTC")
+    return state_from_broker(client, as_of, utc_open, controls.kill_switch)
+
+
+@asset(
+    ins={"debate": AssetIn(), "technical_analysis": AssetIn()},
+    metadata={"partition_expr": PARTITION_EXPR},
+    group_name="decision",
+    kinds={"pandas", "duckdb"},
+    **MINUTE_ASSET,
+)
+def trade_signals(
+    context: AssetExecutionContext,
+    market_data: MarketDataResource,
+    broker: BrokerResource,
+    controls: TradingControls,
+    warehouse: DuckDBResource,
+    debate: pd.DataFrame,
+    technical_analysis: pd.DataFrame,
+) -> pd.DataFrame:
+    """The trading agent's proposal for every debated BUY/SELL verdict, validated, sized and
+    gated by the risk manager against the portfolio (from the broker, or from the ledger as of
+    the minute): approved, resized or rejected, each with its reasons."""
+    minutes = run_minutes(context)
+    proposals = proposals_by_minute(debate, technical_analysis)
+    limits, sectors = controls.limits(), market_data.sectors()
+    source = controls.portfolio_source
+    if source not in ("broker", "ledger"):
+        raise Failure(description=f"portfolio_source must be broker or ledger, got {source!r}")
+    if source == "broker" and len(proposals) > 1:
+        raise Failure(
+            description=f"{len(proposals)} minutes with proposals in one run: the broker's book "
+            "is only valid for the minute just closed; use portfolio_source='ledger' to backfill",
+            allow_retries=False,
+        )
+    ledger = pd.DataFrame()
+    if source == "ledger" and proposals:
+        first_day = minutes.min().normalize() - pd.Timedelta(days=7)
+        ledger = read_ledger(warehouse, first_day, minutes.max())
+    frames = []
+    for minute, batch in proposals.items():
+        bounds = session_bounds(minute.date())
+        if bounds is None:
+            raise Failure(description=f"{minute} is not in an NYSE session")
+        try:
+            state = (
+                _broker_state(context, broker, controls, minute, bounds[0])
+                if source == "broker"
+                else state_from_ledger(
+                    ledger,
+                    (minute + pd.Timedelta(minutes=1)).to_pydatetime(),
+                    controls.ledger_equity,
+                    controls.kill_switch,
+                )
+            )
+        except BrokerError as exc:
+            raise Failure(description=f"portfolio state from the broker failed: {exc}") from exc
+        signals = minute_signals(batch, state, limits, sectors, minute, bounds[1])
+        frames.append(signal_frame(signals, state, source))
+    frame = pd.concat(frames, ignore_index=True) if frames else signal_frame([], None, source)
+    ready = actionable(frame)
+    context.add_output_metadata(
+        {
+            "proposals": len(frame),
+            "actionable": len(ready),
+            "batch_id": batch_id(frame),
+            "statuses": MetadataValue.json(frame["status"].value_counts().to_dict()),
+            "actions": MetadataValue.json(ready["action"].value_counts().to_dict()),
+            "portfolio_source": source,
+            "kill_switch": controls.kill_switch,
+            "broker": broker.describe(),
+        }
+    )
+    return stamped(frame, context)

@@ -1,0 +1,147 @@
+"""Where the risk manager's portfolio state comes from: the broker, or the order ledger.
+
+* broker (live and paper trading): account, positions and today's orders as the broker knows
+  them at decision time. Only honest for the minute just closed, so the asset refuses it for a
+  minute far behind the broker's clock (a backfill must not size past trades on today's book).
+* ledger: rebuilt from `broker_orders` rows as of the minute (fills stamped before the minute's
+  close only), starting from a configured equity; no broker call, so it also serves backfills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import pandas as pd
+
+from resources.broker import BrokerClient, OrderState
+from trading_assets.decision.portfolio import (
+    FillEvent,
+    closed_trades,
+    portfolio_state,
+    positions_from_fills,
+)
+from trading_assets.decision.risk import PortfolioState, Position
+from trading_assets.execution.ledger import naive_ny
+
+SIGNAL_PREFIX = "sig-"
+
+
+def _flat_orders(orders: Iterable[OrderState]) -> list[OrderState]:
+    out: list[OrderState] = []
+    for order in orders:
+        out.append(order)
+        out.extend(order.legs)
+    return out
+
+
+def broker_fills(orders: Iterable[OrderState]) -> list[FillEvent]:
+    """One fill event per filled order or leg (alpaca reports the average price per order)."""
+    fills = []
+    for order in _flat_orders(orders):
+        if order.filled_qty > 0 and order.filled_avg_price and order.filled_at is not None:
+            fills.append(
+                FillEvent(
+                    symbol=order.symbol,
+                    side=order.side,  # type: ignore[arg-type]
+                    qty=float(order.filled_qty),
+                    price=float(order.filled_avg_price),
+                    at=naive_ny(order.filled_at).to_pydatetime(),
+                    order_id=order.id,
+                )
+            )
+    return sorted(fills, key=lambda f: f.at)
+
+
+def entries_sent(orders: Iterable[OrderState]) -> int:
+    """Entry orders the broker accepted (our signals' parents; legs and flattens are exits)."""
+    return sum(
+        1 for o in orders if o.client_order_id.startswith(SIGNAL_PREFIX) and o.status != "rejected"
+    )
+
+
+def state_from_broker(
+    client: BrokerClient, as_of: datetime, session_open: pd.Timestamp, kill_switch: bool
+) -> PortfolioState:
+    """The book at the broker now; `as_of` (naive NY) bounds which fills count as today's."""
+    account = client.account()
+    positions = [
+        Position(
+            ticker=p.symbol,
+            qty=round(p.qty),
+            avg_price=p.avg_entry_price,
+            mark=p.current_price if p.current_price and p.current_price > 0 else None,
+        )
+        for p in client.positions()
+        if round(p.qty) != 0 and p.avg_entry_price > 0
+    ]
+    orders = client.orders_since(session_open)
+    return portfolio_state(
+        equity=account.equity,
+        cash=account.cash,
+        positions=positions,
+        fills_today=broker_fills(orders),
+        entries_today=entries_sent(orders),
+        as_of=as_of,
+        day_start_equity=account.last_equity if account.last_equity > 0 else None,
+        kill_switch=kill_switch,
+    )
+
+
+def ledger_fills(ledger: pd.DataFrame, as_of: datetime) -> list[FillEvent]:
+    """Entry and exit fills recorded in `broker_orders`, stamped before `as_of`."""
+    fills: list[FillEvent] = []
+    cutoff = pd.Timestamp(as_of)
+    for row in ledger.itertuples(index=False):
+        qty = float(row.filled_qty) if pd.notna(row.filled_qty) else 0.0
+        if qty <= 0 or pd.isna(row.entry_filled_at) or row.entry_filled_at > cutoff:
+            continue
+        fills.append(
+            FillEvent(
+                symbol=row.ticker,
+                side=row.side,
+                qty=qty,
+                price=float(row.entry_price),
+                at=pd.Timestamp(row.entry_filled_at).to_pydatetime(),
+                order_id=str(row.signal_id),
+            )
+        )
+        if pd.notna(row.exit_filled_at) and row.exit_filled_at <= cutoff:
+            fills.append(
+                FillEvent(
+                    symbol=row.ticker,
+                    side="sell" if row.side == "buy" else "buy",
+                    qty=qty,
+                    price=float(row.exit_price),
+                    at=pd.Timestamp(row.exit_filled_at).to_pydatetime(),
+                    order_id=f"{row.signal_id}-exit",
+                )
+            )
+    return sorted(fills, key=lambda f: f.at)
+
+
+def state_from_ledger(
+    ledger: pd.DataFrame, as_of: datetime, equity: float, kill_switch: bool
+) -> PortfolioState:
+    """The book rebuilt from the ledger as of `as_of` (naive NY), from a starting `equity`."""
+    day = pd.Timestamp(as_of).normalize()
+    fills = ledger_fills(ledger, as_of)
+    trades = closed_trades(fills)
+    realised_before = sum(t.pnl for t in trades if pd.Timestamp(t.closed_at) < day)
+    realised_today = sum(t.pnl for t in trades if pd.Timestamp(t.closed_at) >= day)
+    start_equity = equity + realised_before
+    positions = positions_from_fills(fills)
+    held_cost = sum(p.qty * p.avg_price for p in positions)  # long cost, short proceeds
+    decided = pd.to_datetime(ledger["minute"])
+    earlier = pd.Timestamp(as_of) - pd.Timedelta(minutes=1)  # this minute's own rows excluded
+    today = ledger[(decided >= day) & (decided < earlier)]
+    return portfolio_state(
+        equity=start_equity + realised_today,
+        cash=start_equity + realised_today - held_cost,
+        positions=positions,
+        fills_today=fills,  # all of them: a position opened yesterday may close today
+        entries_today=int(today["state"].isin(["submitted", "open", "closed"]).sum()),
+        as_of=as_of,
+        day_start_equity=start_equity,
+        kill_switch=kill_switch,
+    )
