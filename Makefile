@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint ui ui-postgres clean
+.PHONY: setup demo paper-broker test lint ui ui-postgres clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
 
 setup: $(VENV)/.installed  ## create .venv with the pinned dependencies
 
-demo: setup  ## materialize one bundled real session of the ingest layer (no keys needed)
+demo: setup  ## replay one bundled real session live: daemon, sensor, paper broker (no keys)
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/python -m trading_assets.main $(if $(SESSION),--session $(SESSION),)
+	$(BIN)/python -m trading_assets.main $(if $(SESSION),--session $(SESSION),) $(ARGS)
+
+paper-broker: setup  ## the embedded paper broker on 127.0.0.1:8765 (the embedded default URL)
+	$(BIN)/python -m resources.paper_broker --db data/paper_broker.sqlite --port 8765
 
 test: setup  ## the whole test suite (needs the local PostgreSQL on 127.0.0.1:5432)
 	$(BIN)/python -m pytest -q

@@ -1,9 +1,14 @@
 """The trading jobs: the intraday decision run, the execution, and closing every position."""
 
+from collections.abc import Iterator
+
 from dagster import (
     AssetSelection,
     Failure,
+    Nothing,
     OpExecutionContext,
+    Out,
+    Output,
     define_asset_job,
     job,
     op,
@@ -41,8 +46,11 @@ execute_signals = define_asset_job(
 )
 
 
-@op(description="Cancel every open order, then close every position at market.")
-def close_positions(context: OpExecutionContext, broker: BrokerResource) -> int:
+@op(
+    description="Cancel every open order, then close every position at market.",
+    out=Out(Nothing),  # counts go to the metadata; nothing for the warehouse to store
+)
+def close_positions(context: OpExecutionContext, broker: BrokerResource) -> Iterator[Output]:
     try:
         client = broker.client()
         canceled = client.cancel_all_orders()
@@ -55,8 +63,7 @@ def close_positions(context: OpExecutionContext, broker: BrokerResource) -> int:
         f"{broker.describe()}: canceled {canceled} open orders, closing {len(closing)} positions: "
         + ", ".join(f"{o.side} {o.qty:g} {o.symbol}" for o in closing)
     )
-    context.add_output_metadata({"canceled_orders": canceled, "closing_orders": len(closing)})
-    return len(closing)
+    yield Output(None, metadata={"canceled_orders": canceled, "closing_orders": len(closing)})
 
 
 @job(

@@ -51,7 +51,7 @@ from alpaca.trading.requests import (
 )
 
 from resources.errors import ProviderConfigError, TransientProviderError
-from resources.providers.alpaca import _api_message, _is_retryable, _tame
+from resources.providers.alpaca import api_message, is_retryable_error, tame_client
 from resources.rate_limit import call_with_backoff
 
 logger = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ def _api_code(exc: APIError) -> int | None:
 
 def _is_duplicate_id(exc: APIError) -> bool:
     """Alpaca's answer to a reused client order id: 422 "client_order_id must be unique"."""
-    text = _api_message(exc).lower()
+    text = api_message(exc).lower()
     return (
         exc.status_code == 422
         and "client_order_id" in text
@@ -263,14 +263,14 @@ def _is_ambiguous(exc: BaseException) -> bool:
 def _error_text(exc: BaseException) -> str:
     """An error for a message: "HTTP 500: internal server error" rather than a JSON body."""
     if isinstance(exc, APIError):
-        return f"HTTP {exc.status_code}: {_api_message(exc)}"
+        return f"HTTP {exc.status_code}: {api_message(exc)}"
     return f"{type(exc).__name__}: {exc}"
 
 
 def _translate(exc: APIError, what: str) -> BrokerError:
     """A non-retryable answer as the error a user can act on."""
     status = exc.status_code
-    message = _api_message(exc)
+    message = api_message(exc)
     detail = f"HTTP {status}: {message}"
     refused_order = _api_code(exc) == _ORDER_REFUSED_CODE or any(
         word in message.lower() for word in ("buying power", "insufficient", "not sufficient")
@@ -329,8 +329,8 @@ class BrokerClient:
             raise BrokerConfigError(f"unknown Alpaca feed {feed!r}; one of: {choices}") from None
         self._trading = trading
         self._data = data
-        _tame(trading, timeout_s)
-        _tame(data, timeout_s)
+        tame_client(trading, timeout_s)
+        tame_client(data, timeout_s)
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -361,7 +361,7 @@ class BrokerClient:
                 max_attempts=self.max_attempts,
                 base_delay_s=self.backoff_s,
                 max_delay_s=self.max_backoff_s,
-                is_retryable=_is_retryable,
+                is_retryable=is_retryable_error,
                 what=f"{self.label}: {what}",
             )
         except BrokerError:
@@ -539,7 +539,7 @@ class BrokerClient:
                     again = self.order_by_client_id(client_order_id)
                     if again is not None:
                         return SubmitResult(again, "already_existed", posts)
-                if _is_retryable(exc):
+                if is_retryable_error(exc):
                     maybe_placed = maybe_placed or _is_ambiguous(exc)
                     logger.warning(
                         "%s: POST %d failed (%s); will look up, then retry",
@@ -549,7 +549,7 @@ class BrokerClient:
                     )
                 raise
             except requests.exceptions.RequestException as exc:
-                if _is_retryable(exc):
+                if is_retryable_error(exc):
                     maybe_placed = True
                     logger.warning(
                         "%s: POST %d got no answer (%s); will look up, then retry",

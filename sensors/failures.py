@@ -12,13 +12,22 @@ from jobs.trading import close_all_positions, execute_signals, intraday_job
 WEBHOOK_ENV = "TRADING_SLACK_WEBHOOK_URL"
 
 
+def _cause(context: RunFailureSensorContext) -> str:
+    """The first failed step's error (first line): the run's own message only names the steps."""
+    for event in context.get_step_failure_events():
+        error = event.step_failure_data.error
+        if error is not None and error.message.strip():
+            return f" {event.step_key}: {error.message.strip().splitlines()[0]}"
+    return ""
+
+
 def failure_message(context: RunFailureSensorContext) -> str:
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "")
     where = f" partition {partition}" if partition else ""
     return (
         f":rotating_light: {run.job_name}{where} failed (run {run.run_id[:8]}): "
-        f"{context.failure_event.message}"
+        f"{context.failure_event.message}{_cause(context)}"
     )[:3000]
 
 
@@ -50,5 +59,6 @@ def run_failure_alert(context: RunFailureSensorContext) -> None:
     try:
         status = post_to_slack(url, text)
         context.log.info(f"failure posted to Slack (HTTP {status})")
-    except OSError as exc:  # the alert must not hide the failure it reports
+    except (OSError, ValueError) as exc:  # the alert must not hide the failure it reports;
+        # ValueError: a URL without a scheme, whose message would show the secret URL
         context.log.warning(f"could not post to Slack: {type(exc).__name__}")

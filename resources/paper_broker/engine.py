@@ -73,6 +73,13 @@ class BrokerEngine:
         with self.lock:
             if now < self.now:
                 raise ApiError(409, 40910000, f"clock cannot go back from {iso(self.now)}")
+            # stop at every session close on the way: its equity is the next day's last_equity
+            close = market_clock(self.now)[2]
+            while close <= now:
+                self.state.set_meta("now", iso(close))
+                self.settle()
+                self.state.set_meta("last_equity", repr(self._equity()))
+                close = market_clock(close)[2]
             self.state.set_meta("now", iso(now))
             self.settle()
             return now
@@ -523,8 +530,7 @@ class BrokerEngine:
         price = self.last_price(row["symbol"]) or float(row["avg_entry_price"])
         return wire.position_json(row, price, self._held(row["symbol"]))
 
-    def account_json(self) -> dict[str, Any]:
-        cash = self.state.cash
+    def _market_values(self) -> tuple[float, float]:
         long_value = short_value = 0.0
         for row in self.state.positions():
             value = float(row["qty"]) * (self.last_price(row["symbol"]) or row["avg_entry_price"])
@@ -532,6 +538,16 @@ class BrokerEngine:
                 long_value += value
             else:
                 short_value += value
+        return long_value, short_value
+
+    def _equity(self) -> float:
+        return self.state.cash + sum(self._market_values())
+
+    def account_json(self) -> dict[str, Any]:
+        """Alpaca's account; last_equity is the equity at the previous session's close (the
+        opening cash until the first close), the base of the daily-loss limit."""
+        cash = self.state.cash
+        long_value, short_value = self._market_values()
         return wire.account_json(
             account_id=self.state.meta("account_id"),
             account_number=self.state.meta("account_number"),
@@ -539,7 +555,9 @@ class BrokerEngine:
             cash=cash,
             long_value=long_value,
             short_value=short_value,
-            last_equity=float(self.state.meta("initial_cash") or cash),
+            last_equity=float(
+                self.state.meta("last_equity") or self.state.meta("initial_cash") or cash
+            ),
         )
 
     def bars_json(self, params: dict[str, str]) -> dict[str, Any]:

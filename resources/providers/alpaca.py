@@ -58,7 +58,7 @@ class _TimeoutAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def _tame(client: RESTClient, timeout_s: float) -> None:
+def tame_client(client: RESTClient, timeout_s: float) -> None:
     """Disable alpaca-py's own blocking retries and give its session a timeout (see module doc)."""
     client._retry = 0
     adapter = _TimeoutAdapter(timeout_s)
@@ -66,7 +66,7 @@ def _tame(client: RESTClient, timeout_s: float) -> None:
     client._session.mount("http://", adapter)
 
 
-def _is_retryable(exc: BaseException) -> bool:
+def is_retryable_error(exc: BaseException) -> bool:
     """429 and 5xx answers and network failures are worth another try; other errors are not."""
     if isinstance(exc, APIError):
         status = exc.status_code
@@ -74,7 +74,7 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, _RETRYABLE_NETWORK_ERRORS)
 
 
-def _api_message(exc: APIError) -> str:
+def api_message(exc: APIError) -> str:
     """The API's `message` field, or the raw body when it is not Alpaca's JSON error shape."""
     try:
         return str(exc.message)
@@ -85,7 +85,7 @@ def _api_message(exc: APIError) -> str:
 def _config_error(exc: APIError) -> ProviderConfigError:
     """Translate a non-retryable Alpaca answer into what the user has to change."""
     status = exc.status_code
-    detail = f"HTTP {status}: {_api_message(exc)}"
+    detail = f"HTTP {status}: {api_message(exc)}"
     if status in (401, 403):
         # 403 is also how Alpaca refuses a feed the subscription lacks (e.g. recent SIP data),
         # so the API's own message is kept after the key hint.
@@ -143,8 +143,8 @@ class AlpacaProvider:
         self.max_delay_s = max_delay_s
         self._bars_client = StockHistoricalDataClient(api_key, secret_key, url_override=data_url)
         self._news_client = NewsClient(api_key, secret_key, url_override=data_url)
-        _tame(self._bars_client, timeout_s)
-        _tame(self._news_client, timeout_s)
+        tame_client(self._bars_client, timeout_s)
+        tame_client(self._news_client, timeout_s)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
         try:
@@ -153,7 +153,7 @@ class AlpacaProvider:
                 max_attempts=self.max_attempts,
                 base_delay_s=self.base_delay_s,
                 max_delay_s=self.max_delay_s,
-                is_retryable=_is_retryable,
+                is_retryable=is_retryable_error,
                 what=f"Alpaca {what}",
             )
         except APIError as exc:  # only non-retryable ones get here

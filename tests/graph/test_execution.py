@@ -250,3 +250,22 @@ def test_broker_faults_still_give_one_order_per_signal(desk: Desk) -> None:
     assert (ledger["state"] == "submitted").all()
     ids = [o.client_order_id for o in desk.broker_orders()]
     assert all(ids.count(sid) == 1 for sid in wanted)
+
+
+def test_close_all_positions_flattens_the_book(desk: Desk) -> None:
+    desk.trading.submit_order(  # a position of its own, whatever the earlier tests left
+        MarketOrderRequest(symbol="NVDA", qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+    )
+    desk.broker.advance("1min")
+    held = desk.trading.get_all_positions()
+    assert "NVDA" in {p.symbol for p in held}
+    result = desk.graph.defs.resolve_job_def("close_all_positions").execute_in_process(
+        instance=desk.instance, raise_on_error=False
+    )
+    assert result.success
+    (closing,) = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+    assert closing.event_specific_data.metadata["closing_orders"].value == len(held)
+    desk.broker.advance("2min")  # the closing market orders fill at the next bar's open
+    assert desk.trading.get_all_positions() == []
+    open_orders = [o for o in desk.broker_orders() if o.status.value in ("new", "held")]
+    assert open_orders == []  # the bracket legs went with their positions

@@ -7,6 +7,7 @@ including "booked but the answer was lost"). Nothing of ours is patched.
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
@@ -463,3 +464,25 @@ def test_broker_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
         meta = {k: v.value for k, v in mat.metadata.items()}
         assert meta["equity"] == 100_000.0 and meta["broker"].startswith("embedded")
         assert_no_secret(str(meta))
+
+
+@pytest.mark.live_api
+@pytest.mark.skipif(
+    not (os.environ.get("ALPACA_API_KEY") and os.environ.get("ALPACA_SECRET_KEY")),
+    reason="needs ALPACA_API_KEY and ALPACA_SECRET_KEY (paper keys)",
+)
+def test_live_alpaca_paper_account_reads() -> None:
+    """Alpaca paper trading with real keys: read-only (no order is placed)."""
+    resource = BrokerResource(
+        mode="paper",
+        api_key=os.environ["ALPACA_API_KEY"],
+        secret_key=os.environ["ALPACA_SECRET_KEY"],
+    )
+    with resource.client() as client:
+        clock = client.clock()
+        assert clock.next_open > clock.now - pd.Timedelta(days=7)
+        account = client.account()
+        assert account.equity >= 0 and account.status
+        assert client.order_by_client_id("sig-never-sent-" + "0" * 8) is None
+        quote = client.latest_quote("AAPL")
+        assert quote is None or quote.ask >= quote.bid > 0

@@ -223,6 +223,10 @@ def test_close_all_positions_and_flat_at_close(
     fills = requests.get(f"{broker.url}/admin/fills", timeout=5).json()
     assert fills[-1]["reason"] == "close"
     assert fills[-1]["price"] == pytest.approx(last["close"] * 0.9995)
+    # the next day's daily-loss base is the equity at that close, not the opening cash
+    account = client.get_account()
+    assert float(account.last_equity) == pytest.approx(float(account.equity))
+    assert float(account.last_equity) < 100_000.0  # commissions and slippage were paid
 
 
 def test_fault_500_and_429(client: TradingClient, broker: PaperBroker) -> None:

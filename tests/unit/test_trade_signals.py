@@ -17,6 +17,7 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
+from resources.broker import OrderState
 from resources.market_data import MarketDataResource
 from tests.real_bars import bundled_bars
 from trading_assets.agents.runner import run_analyst
@@ -36,7 +37,6 @@ from trading_assets.decision.signals import (
 from trading_assets.execution.ledger import ledger_frame, sent_row, unsent_row
 from trading_assets.research.protocol import DEBATE_COLUMNS
 from trading_assets.schemas import conform, empty_frame
-from resources.broker import OrderState
 
 M1 = pd.Timestamp("2026-03-17 10:30")
 M2 = pd.Timestamp("2026-03-17 10:31")
@@ -103,7 +103,9 @@ def verdict(ticker: str, action: str = "BUY", minute: pd.Timestamp = M1, **chang
 
 
 def debate(*rows: dict) -> pd.DataFrame:
-    return conform(pd.DataFrame(list(rows)), DEBATE_COLUMNS) if rows else empty_frame(DEBATE_COLUMNS)
+    if not rows:
+        return empty_frame(DEBATE_COLUMNS)
+    return conform(pd.DataFrame(list(rows)), DEBATE_COLUMNS)
 
 
 def decide(
@@ -338,9 +340,7 @@ def test_batch_id_ignores_hold_rows(batch: pd.DataFrame) -> None:
     assert batch_id(only_holds) != batch_id(batch)
 
 
-def test_batch_ids_differ_between_minutes(
-    technical: pd.DataFrame, sectors: dict[str, str]
-) -> None:
+def test_batch_ids_differ_between_minutes(technical: pd.DataFrame, sectors: dict[str, str]) -> None:
     first = decide(technical, sectors, [verdict("AAPL")])
     second = decide(technical, sectors, [verdict("AAPL", minute=M2)], minute=M2)
     assert batch_id(first) != batch_id(second)

@@ -15,6 +15,7 @@ from dagster import (
     asset_check,
 )
 from dagster_duckdb import DuckDBResource
+from pydantic import ValidationError
 
 from resources.trading_controls import TradingControls
 from trading_assets.assets.ingest import MINUTES
@@ -41,7 +42,12 @@ def signal_problems(frame: pd.DataFrame, max_total_exposure_pct: float) -> list[
             problems.append(f"{sid}: reasons is not a JSON list")
             continue
         fields = {k: row[k] for k in SIGNAL_FIELDS if k not in ("reasons", "minute")}
-        signal = Signal(**fields, minute=str(row["minute"]), reasons=reasons)
+        try:
+            signal = Signal(**fields, minute=str(row["minute"]), reasons=reasons)
+        except ValidationError as exc:  # e.g. action "buy", a null status: report, don't crash
+            bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems.append(f"{sid} {row['ticker']}: not a valid signal row ({bad})")
+            continue
         problems += [f"{sid} {row['ticker']}: {p}" for p in validate(signal)]
         if row["status"] == "rejected" and (row["action"] != "HOLD" or row["qty"] != 0):
             problems.append(f"{sid}: rejected but action {row['action']} qty {row['qty']}")

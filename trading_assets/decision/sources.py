@@ -22,7 +22,7 @@ from trading_assets.decision.portfolio import (
     positions_from_fills,
 )
 from trading_assets.decision.risk import PortfolioState, Position
-from trading_assets.execution.ledger import naive_ny
+from trading_assets.execution.ledger import SENT_STATES, naive_ny
 
 SIGNAL_PREFIX = "sig-"
 
@@ -132,15 +132,18 @@ def state_from_ledger(
     start_equity = equity + realised_before
     positions = positions_from_fills(fills)
     held_cost = sum(p.qty * p.avg_price for p in positions)  # long cost, short proceeds
-    decided = pd.to_datetime(ledger["minute"])
-    earlier = pd.Timestamp(as_of) - pd.Timedelta(minutes=1)  # this minute's own rows excluded
-    today = ledger[(decided >= day) & (decided < earlier)]
+    entries = 0
+    if len(ledger):  # before the first execution there is no broker_orders table (no columns)
+        decided = pd.to_datetime(ledger["minute"])
+        earlier = pd.Timestamp(as_of) - pd.Timedelta(minutes=1)  # this minute's own rows excluded
+        today = ledger[(decided >= day) & (decided < earlier)]
+        entries = int(today["state"].isin(SENT_STATES).sum())
     return portfolio_state(
         equity=start_equity + realised_today,
         cash=start_equity + realised_today - held_cost,
         positions=positions,
         fills_today=fills,  # all of them: a position opened yesterday may close today
-        entries_today=int(today["state"].isin(["submitted", "open", "closed"]).sum()),
+        entries_today=entries,
         as_of=as_of,
         day_start_equity=start_equity,
         kill_switch=kill_switch,

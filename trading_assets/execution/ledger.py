@@ -31,7 +31,7 @@ LEDGER_COLUMNS: dict[str, str] = {
     "signal_id": "string",  # = the broker's client_order_id
     "ticker": "string",
     "side": "string",  # buy | sell (sell = short entry)
-    "qty": "int64",  # what the signal asked for
+    "qty": "int64",  # the broker order's quantity once sent, else what the signal asked for
     "signal_status": "string",  # approved | resized | rejected (risk manager)
     "entry_ref": "float64",  # the signal's reference price
     "stop": "float64",
@@ -131,6 +131,7 @@ def sent_row(
     with its bracket legs); `others` are the day's other orders (to find a flatten exit)."""
     row = {
         **base_row(signal, broker, now),
+        "qty": int(round(float(order.qty))),  # what the broker holds, checked against the signal
         "broker_order_id": str(order.id),
         "attempts": attempts,
         "submitted_at": naive_ny(order.submitted_at),
