@@ -121,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = replay(
             args.session,
-            broker_url=broker.url,
             set_clock=broker.set_clock,
             first=args.first,
             last=args.last,

@@ -140,16 +140,15 @@ def wait_for_execution(instance, partition: str, timeout_s: float = 240.0):
 def replay(
     session: str,
     *,
-    broker_url: str,
     set_clock: Callable[[pd.Timestamp], object],
     first: str | None = None,
     last: str | None = None,
     intraday_window: tuple[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> ReplayResult:
-    """Run the session [first, last] (HH:MM, default the whole session) against the broker at
-    `broker_url` whose simulated clock `set_clock` moves. DAGSTER_HOME and the TRADING_*
-    variables must already be set: the daemon and its runs read them from the environment."""
+    """Run the session [first, last] (HH:MM, default the whole session) against the broker
+    whose simulated clock `set_clock` moves. DAGSTER_HOME, TRADING_BROKER_URL and the other
+    TRADING_* variables must already be set: the daemon and its runs read the environment."""
     from dagster import DagsterInstance
 
     from trading_assets.definitions import build_definitions

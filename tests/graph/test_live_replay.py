@@ -40,7 +40,6 @@ def test_daemon_sensor_sends_exactly_the_orders_the_signals_asked_for(
             monkeypatch.setenv(name, value)
         result = replay(
             SESSION,
-            broker_url=broker.url,
             set_clock=broker.set_clock,
             first="09:30",
             last="09:44",

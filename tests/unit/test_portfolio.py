@@ -263,6 +263,40 @@ def test_three_losses_today_trip_the_breaker_and_a_win_resets_the_run() -> None:
     assert circuit_breaker(after_win, RiskLimits(), at("11:52")) is None
 
 
+def test_a_win_from_a_position_opened_before_the_trip_does_not_end_the_cool_down() -> None:
+    """As in the 2026-03-23 demo: three stops, then a take-profit on a position opened earlier
+    lands inside the hour. The streak ends; the one-hour pause must not."""
+    fills = [
+        fill("buy", 100, 100.0, "09:40", "TSLA"),  # still open when the streak trips
+        *round_trip("AAPL", "09:45", "10:00", 99.50),
+        *round_trip("MSFT", "09:50", "10:01", 99.50),
+        *round_trip("NVDA", "09:55", "10:02", 99.50),
+        fill("sell", 100, 101.0, "10:20", "TSLA"),  # +100: a win inside the cool-down
+    ]
+    limits = RiskLimits()
+    s = state(fills, at("10:35"), limits=limits)
+    assert s.consecutive_losses == 0 and s.breaker_tripped_at == at("10:02")
+    why = circuit_breaker(s, limits, at("10:35"))
+    assert why is not None and "tripped at 2026-03-17T10:02 (3 consecutive losses)" in why
+    assert "runs until 2026-03-17T11:02" in why
+    assert circuit_breaker(s, limits, at("11:01")) is not None
+    assert circuit_breaker(s, limits, at("11:02")) is None
+    assert state(fills, at("10:35")).breaker_tripped_at is None  # without limits: not computed
+
+
+def test_the_daily_loss_trip_is_timed_at_the_loss_that_crossed_the_limit() -> None:
+    # 100 shares from 100.00 out at 89.00 and 91.00: -1,100 then -900 = -2,000 = 2 % of equity
+    fills = [
+        *round_trip("AAPL", "10:00", "10:10", 89.0),
+        *round_trip("MSFT", "10:20", "10:30", 91.0),
+        *round_trip("NVDA", "10:40", "10:50", 105.0),  # +500 afterwards
+    ]
+    s = state(fills, at("11:00"), limits=RiskLimits(), day_start_equity=EQUITY)
+    assert s.breaker_tripped_at == at("10:30") and "daily loss 2,000.00" in s.breaker_cause
+    assert circuit_breaker(s, RiskLimits(), at("11:00")) is not None  # cool-down to 11:30
+    assert circuit_breaker(s, RiskLimits(), at("11:30")) is None
+
+
 WIN, LOSS, FLAT = 101.0, 99.5, 100.0  # exit prices of a 100-share long from 100.00
 
 

@@ -73,7 +73,7 @@ def _broker_state(
     context.log.info(f"portfolio from {broker.describe()} at {now.isoformat()}")
     as_of = (minute + pd.Timedelta(minutes=1)).to_pydatetime()
     utc_open = session_open.tz_localize("America/New_York").tz_convert("UTC")
-    return state_from_broker(client, as_of, utc_open, controls.kill_switch)
+    return state_from_broker(client, as_of, utc_open, controls.kill_switch, controls.limits())
 
 
 @asset(
@@ -125,6 +125,7 @@ def trade_signals(
                     (minute + pd.Timedelta(minutes=1)).to_pydatetime(),
                     controls.ledger_equity,
                     controls.kill_switch,
+                    limits,
                 )
             )
         except BrokerError as exc:

@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trading_assets.decision.risk import PortfolioState, Position
+from trading_assets.decision.risk import PortfolioState, Position, RiskLimits
 
 NY = ZoneInfo("America/New_York")
 QTY_EPS = 1e-9  # quantities closer than this to zero are flat (float fills, partial closes)
@@ -218,16 +218,41 @@ def positions_from_fills(
     return out
 
 
-def _outcomes(trades: Sequence[ClosedTrade]) -> list[float]:
-    """pnl per outcome for the loss streak, in closing order: the trades of one closing order
-    (same symbol, non-empty order_id) are one outcome, placed where its last piece closed."""
+def _outcomes(trades: Sequence[ClosedTrade]) -> list[tuple[float, datetime]]:
+    """(pnl, closed_at) per outcome for the loss streak, in closing order: the trades of one
+    closing order (same symbol, non-empty order_id) are one outcome, placed (and timed) where
+    its last piece closed."""
     groups: dict[object, list[float]] = {}
     last: dict[object, int] = {}
     for i, trade in enumerate(trades):
         key: object = (trade.symbol, trade.order_id) if trade.order_id else i
         groups.setdefault(key, []).append(trade.pnl)
         last[key] = i
-    return [sum(groups[key]) for key in sorted(groups, key=last.__getitem__)]
+    return [
+        (sum(groups[key]), trades[last[key]].closed_at)
+        for key in sorted(groups, key=last.__getitem__)
+    ]
+
+
+def breaker_trips(
+    outcomes: Sequence[tuple[float, datetime]], base: float, limits: RiskLimits
+) -> tuple[datetime | None, str]:
+    """When the circuit breaker last tripped today and why: the losing outcome that made the
+    loss streak reach its limit, or took the day's realised loss to its limit (`base` is the
+    day-start equity). A later win ends the streak but not a cool-down already running."""
+    tripped: datetime | None = None
+    cause = ""
+    streak, realised = 0, 0.0
+    for pnl, at in outcomes:
+        realised += pnl
+        streak = streak + 1 if pnl < 0 else 0
+        if pnl >= 0:
+            continue
+        if streak >= limits.max_consecutive_losses:
+            tripped, cause = at, f"{streak} consecutive losses"
+        elif base > 0 and -realised / base >= limits.max_daily_loss_pct:
+            tripped, cause = at, f"daily loss {-realised:,.2f} ({-realised / base:.2%})"
+    return tripped, cause
 
 
 def portfolio_state(
@@ -240,30 +265,38 @@ def portfolio_state(
     as_of: datetime,
     day_start_equity: float | None = None,
     kill_switch: bool = False,
+    limits: RiskLimits | None = None,
 ) -> PortfolioState:
     """The risk manager's view of the account at `as_of` (naive New York or tz-aware).
 
     realised_pnl_today, consecutive_losses and last_loss_at come from the trades the fills close
     on as_of's New York date at or before as_of (see the module docs); fills after as_of are
     ignored. equity, cash, positions, day_start_equity and kill_switch are passed through;
-    trades_today is `entries_today`."""
+    trades_today is `entries_today`. With `limits`, the time the circuit breaker last tripped
+    is recorded too, so its cool-down runs its full length even if a later trade wins."""
     now = naive_ny(as_of)
     trades, _ = _walk(_point_in_time(fills_today, now))
     today = [t for t in trades if t.closed_at.date() == now.date() and t.closed_at <= now]
+    outcomes = _outcomes(today)
     streak = 0
-    for pnl in reversed(_outcomes(today)):
+    for pnl, _ in reversed(outcomes):
         if pnl >= 0:
             break
         streak += 1
     losses = [t for t in today if t.pnl < 0]
+    realised = sum(t.pnl for t in today)
+    base = day_start_equity if day_start_equity is not None else equity - realised
+    tripped, cause = breaker_trips(outcomes, base, limits) if limits else (None, "")
     return PortfolioState(
         equity=equity,
         cash=cash,
         positions=list(positions),
         trades_today=entries_today,
-        realised_pnl_today=sum(t.pnl for t in today),
+        realised_pnl_today=realised,
         consecutive_losses=streak,
         last_loss_at=losses[-1].closed_at if losses else None,
         kill_switch=kill_switch,
         day_start_equity=day_start_equity,
+        breaker_tripped_at=tripped,
+        breaker_cause=cause,
     )

@@ -24,6 +24,8 @@ backtest) or the broker (live), the wiring builds it. Choices a reader should kn
 * Circuit breaker: realised loss today >= 2 % of day-start equity, or >= 3 consecutive losses,
   blocks new entries while minute < last_loss_at + 60 min. After the cool-down entries resume;
   a further loss restarts it. If the time of the loss is unknown the breaker holds (fail closed).
+  A trip recorded in the state (`breaker_tripped_at`) blocks for its full cool-down even when a
+  position still open at the trip closes with a win meanwhile (the streak ends, the pause not).
 * Cut-off: minutes_to_close is counted from the end of the signal's bar (when its order can
   first fill) to the session close; entries need minutes_to_close > no_entry_minutes_before_close.
   With a 16:00 close and 15 minutes, the 15:43 bar is the last that may open a position.
@@ -105,6 +107,10 @@ class PortfolioState(BaseModel):
     day_start_equity: float | None = Field(
         default=None, description="base of the daily-loss limit; else equity - realised today"
     )
+    breaker_tripped_at: datetime | None = Field(
+        default=None, description="when the breaker last tripped today (its cool-down start)"
+    )
+    breaker_cause: str = ""
 
     def position(self, ticker: str) -> Position | None:
         return next((p for p in self.positions if p.ticker == ticker and p.qty != 0), None)
@@ -279,7 +285,7 @@ def circuit_breaker(state: PortfolioState, limits: RiskLimits, minute: datetime)
             f"{state.consecutive_losses} consecutive losses (limit {limits.max_consecutive_losses})"
         )
     if not causes:
-        return None
+        return _cooling_down(state, limits, minute)
     if state.last_loss_at is None:
         return f"circuit breaker: {'; '.join(causes)}; time of the last loss unknown, so it holds"
     last = _naive_ny(state.last_loss_at)
@@ -290,6 +296,21 @@ def circuit_breaker(state: PortfolioState, limits: RiskLimits, minute: datetime)
         f"circuit breaker: {'; '.join(causes)}; {limits.cooldown_minutes}-minute cool-down after "
         f"the loss at {last.isoformat(timespec='minutes')} runs until "
         f"{until.isoformat(timespec='minutes')}"
+    )
+
+
+def _cooling_down(state: PortfolioState, limits: RiskLimits, minute: datetime) -> str | None:
+    """A trip earlier today still blocks until its cool-down ends, even after a later win."""
+    if state.breaker_tripped_at is None:
+        return None
+    tripped = _naive_ny(state.breaker_tripped_at)
+    until = tripped + timedelta(minutes=limits.cooldown_minutes)
+    if _naive_ny(minute) >= until:
+        return None
+    return (
+        f"circuit breaker: tripped at {tripped.isoformat(timespec='minutes')} "
+        f"({state.breaker_cause or 'loss limit'}); {limits.cooldown_minutes}-minute cool-down "
+        f"runs until {until.isoformat(timespec='minutes')}"
     )
 
 

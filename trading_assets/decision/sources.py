@@ -21,7 +21,7 @@ from trading_assets.decision.portfolio import (
     portfolio_state,
     positions_from_fills,
 )
-from trading_assets.decision.risk import PortfolioState, Position
+from trading_assets.decision.risk import PortfolioState, Position, RiskLimits
 from trading_assets.execution.ledger import SENT_STATES, naive_ny
 
 SIGNAL_PREFIX = "sig-"
@@ -61,7 +61,11 @@ def entries_sent(orders: Iterable[OrderState]) -> int:
 
 
 def state_from_broker(
-    client: BrokerClient, as_of: datetime, session_open: pd.Timestamp, kill_switch: bool
+    client: BrokerClient,
+    as_of: datetime,
+    session_open: pd.Timestamp,
+    kill_switch: bool,
+    limits: RiskLimits | None = None,
 ) -> PortfolioState:
     """The book at the broker now; `as_of` (naive NY) bounds which fills count as today's."""
     account = client.account()
@@ -85,6 +89,7 @@ def state_from_broker(
         as_of=as_of,
         day_start_equity=account.last_equity if account.last_equity > 0 else None,
         kill_switch=kill_switch,
+        limits=limits,
     )
 
 
@@ -121,7 +126,11 @@ def ledger_fills(ledger: pd.DataFrame, as_of: datetime) -> list[FillEvent]:
 
 
 def state_from_ledger(
-    ledger: pd.DataFrame, as_of: datetime, equity: float, kill_switch: bool
+    ledger: pd.DataFrame,
+    as_of: datetime,
+    equity: float,
+    kill_switch: bool,
+    limits: RiskLimits | None = None,
 ) -> PortfolioState:
     """The book rebuilt from the ledger as of `as_of` (naive NY), from a starting `equity`."""
     day = pd.Timestamp(as_of).normalize()
@@ -147,4 +156,5 @@ def state_from_ledger(
         as_of=as_of,
         day_start_equity=start_equity,
         kill_switch=kill_switch,
+        limits=limits,
     )

@@ -131,7 +131,7 @@ def sent_row(
     with its bracket legs); `others` are the day's other orders (to find a flatten exit)."""
     row = {
         **base_row(signal, broker, now),
-        "qty": int(round(float(order.qty))),  # what the broker holds, checked against the signal
+        "qty": round(float(order.qty)),  # what the broker holds, checked against the signal
         "broker_order_id": str(order.id),
         "attempts": attempts,
         "submitted_at": naive_ny(order.submitted_at),
