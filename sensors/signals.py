@@ -1,6 +1,8 @@
 """The signal sensor: a new `trade_signals` partition with actionable signals -> execute it.
 
-Reads only the materialization events (their metadata carries the actionable count and the
+The first evaluation of a sensor state only sets the cursor to the newest event: turning the
+sensor on (or a second daemon with its own sensor state) never executes old signals. Reads only
+the materialization events (their metadata carries the actionable count and the
 batch id), never the warehouse, so a tick is cheap and cannot contend for the DuckDB file.
 Exactly once at this level: the cursor is the last event storage id seen, and the run key is
 partition + batch id + the deciding run (Dagster drops a second request with the same key, so a
@@ -12,8 +14,6 @@ successfully: the blocking `trade_signals_valid` check runs after the materializ
 run it failed sends nothing. A live run decides one minute; a multi-minute run (a backtest or
 a replay's quiet stretch) is never executed. Every tick that launches nothing says why.
 """
-
-import time
 
 from dagster import (
     AssetKey,
@@ -30,7 +30,6 @@ from dagster import (
 from jobs.trading import LIVE_TAG, execute_signals
 
 SIGNALS = AssetKey("trade_signals")
-FIRST_LOOKBACK_SECONDS = 15 * 60  # a new sensor picks up the last quarter hour, not history
 PAGE = 200
 
 
@@ -48,15 +47,22 @@ def _value(metadata: dict, key: str, default: object) -> object:
 )
 def trade_signal_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     instance = context.instance
-    after = int(context.cursor) if context.cursor else None
+    if not context.cursor:
+        # A new sensor state (first start, or a new code-location origin such as `dagster dev`
+        # next to a `dagster-daemon run`) starts after the newest event: history never trades.
+        latest = instance.fetch_materializations(SIGNALS, limit=1).records
+        start = latest[0].storage_id if latest else 0
+        return SensorResult(
+            skip_reason=SkipReason(
+                f"first evaluation: watching trade_signals materializations after event {start}"
+            ),
+            cursor=str(start),
+        )
     records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=SIGNALS, after_storage_id=after),
+        AssetRecordsFilter(asset_key=SIGNALS, after_storage_id=int(context.cursor)),
         limit=PAGE,
         ascending=True,
     ).records
-    if after is None:
-        horizon = time.time() - FIRST_LOOKBACK_SECONDS
-        records = [r for r in records if r.timestamp >= horizon]
     if not records:
         return SkipReason("no new trade_signals materializations")
     runs: dict[str, object] = {}

@@ -99,16 +99,21 @@ def daemon(env: dict[str, str], log: Callable[[str], None]) -> Iterator[subproce
         proc.wait(timeout=30)
 
 
-def wait_for_sensor_daemon(instance, proc: subprocess.Popen, timeout_s: float = 180.0) -> float:
-    """Seconds until the daemon's sensor loop has a heartbeat."""
+def wait_for_signal_sensor(instance, proc: subprocess.Popen, timeout_s: float = 180.0) -> float:
+    """Seconds until the daemon has evaluated `trade_signal_sensor` once: its first tick only
+    sets the cursor after the newest event, so decisions must not start before it."""
+    from dagster._core.definitions.run_request import InstigatorType
+
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
         if proc.poll() is not None:
             raise RuntimeError(f"dagster-daemon exited with {proc.returncode}; see daemon.log")
-        if "SENSOR" in instance.get_daemon_heartbeats():
-            return time.perf_counter() - started
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            data = state.instigator_data
+            if state.instigator_name == "trade_signal_sensor" and data and data.cursor:
+                return time.perf_counter() - started
         time.sleep(0.5)
-    raise TimeoutError(f"the daemon's sensor loop did not start within {timeout_s:.0f} s")
+    raise TimeoutError(f"trade_signal_sensor was not evaluated within {timeout_s:.0f} s")
 
 
 def proposal_minutes(warehouse: Path, first: pd.Timestamp, last: pd.Timestamp) -> set[pd.Timestamp]:
@@ -227,8 +232,8 @@ def replay(
         result = ReplayResult(
             session, key(minutes[0]), key(minutes[-1]), time.perf_counter() - started
         )
-        ready = wait_for_sensor_daemon(instance, proc)
-        log(f"daemon sensor loop up ({ready:.1f} s); replaying {len(minutes)} minutes")
+        ready = wait_for_signal_sensor(instance, proc)
+        log(f"trade_signal_sensor is watching ({ready:.1f} s); replaying {len(minutes)} minutes")
         decide = proposal_minutes(warehouse, minutes[0], minutes[-1])
         quiet: list[pd.Timestamp] = []
 

@@ -129,7 +129,12 @@ def test_sensor_one_run_per_actionable_partition_and_never_twice(desk: Desk) -> 
     quiet = pd.Timestamp(f"{SESSION} {FIRST}")
     assert quiet not in decided, "the bundled session's first minute has no verdict to trade"
     desk.decide(quiet)
-    nothing = evaluate(desk, None)
+    # a sensor turned on now starts after the newest event: old signals never trade
+    start = evaluate(desk, None)
+    assert isinstance(start, SensorResult) and not start.run_requests
+    assert "first evaluation" in str(start.skip_reason)
+    desk.decide(quiet)  # decided again after the sensor started: seen, nothing to execute
+    nothing = evaluate(desk, start.cursor)
     assert isinstance(nothing, SensorResult) and not nothing.run_requests
     assert "no actionable signals" in str(nothing.skip_reason)
     first = decided[0]
