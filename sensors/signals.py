@@ -43,7 +43,7 @@ def _value(metadata: dict, key: str, default: object) -> object:
     minimum_interval_seconds=5,
     default_status=DefaultSensorStatus.RUNNING,
     description="Launches execute_signals for each new live trade_signals partition that has "
-    "actionable signals (run key = partition + signal batch).",
+    "actionable signals (run key = partition + signal batch + deciding run).",
 )
 def trade_signal_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     instance = context.instance

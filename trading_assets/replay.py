@@ -117,13 +117,17 @@ def wait_for_signal_sensor(instance, proc: subprocess.Popen, timeout_s: float = 
 
 
 def proposal_minutes(warehouse: Path, first: pd.Timestamp, last: pd.Timestamp) -> set[pd.Timestamp]:
-    """Minutes with a debated BUY/SELL verdict: the only ones with something to decide."""
+    """Minutes with a debated BUY/SELL verdict: the only ones with something to decide (none
+    before the research has run: the intraday window decides every minute itself)."""
     with duckdb.connect(str(warehouse), read_only=True) as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT minute FROM trading.debate WHERE debated AND action <> 'HOLD' "
-            "AND minute BETWEEN ? AND ?",
-            [first.to_pydatetime(), last.to_pydatetime()],
-        ).fetchall()
+        try:
+            rows = conn.execute(
+                "SELECT DISTINCT minute FROM trading.debate WHERE debated AND action <> 'HOLD' "
+                "AND minute BETWEEN ? AND ?",
+                [first.to_pydatetime(), last.to_pydatetime()],
+            ).fetchall()
+        except duckdb.CatalogException:
+            return set()
     return {pd.Timestamp(r[0]) for r in rows}
 
 

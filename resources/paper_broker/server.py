@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -102,7 +103,7 @@ class PaperBroker:
         state = BrokerState(self.db_path, initial_cash=self._initial_cash, start_time=self._start)
         self.engine = BrokerEngine(state, self._bars, **self._engine_args)  # type: ignore[arg-type]
         self._stopping.clear()
-        self._httpd = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        self._httpd = ThreadingHTTPServer((self.host, self.port), handler_class(self.handle))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -328,10 +329,12 @@ class PaperBroker:
             pass  # the client gave up first
 
 
-def _handler_for(broker: PaperBroker) -> type[BaseHTTPRequestHandler]:
+def handler_class(handle: Callable[[BaseHTTPRequestHandler], None]) -> type[BaseHTTPRequestHandler]:
+    """A request handler class that sends every method to `handle`, quietly (no stderr log)."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            broker.handle(self)
+            handle(self)
 
         do_POST = do_GET
         do_DELETE = do_GET

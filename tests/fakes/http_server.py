@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from resources.paper_broker.server import handler_class
+
 
 @dataclass(frozen=True)
 class RecordedRequest:
@@ -151,21 +153,8 @@ class FakeHTTPServer:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> FakeHTTPServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server._handle(self)
-
-            do_POST = do_GET
-            do_PUT = do_GET
-            do_PATCH = do_GET
-            do_DELETE = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep pytest output clean; the request log is the record
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # quiet (no stderr log line per request): the request log is the record
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_class(self._handle))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -277,8 +277,8 @@ def test_a_win_from_a_position_opened_before_the_trip_does_not_end_the_cool_down
     s = state(fills, at("10:35"), limits=limits)
     assert s.consecutive_losses == 0 and s.breaker_tripped_at == at("10:02")
     why = circuit_breaker(s, limits, at("10:35"))
-    assert why is not None and "tripped at 2026-03-17T10:02 (3 consecutive losses)" in why
-    assert "runs until 2026-03-17T11:02" in why
+    assert why is not None and "tripped by 3 consecutive losses" in why
+    assert "cool-down after the trip at 2026-03-17T10:02 runs until 2026-03-17T11:02" in why
     assert circuit_breaker(s, limits, at("11:01")) is not None
     assert circuit_breaker(s, limits, at("11:02")) is None
     assert state(fills, at("10:35")).breaker_tripped_at is None  # without limits: not computed

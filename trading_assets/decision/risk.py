@@ -288,29 +288,27 @@ def circuit_breaker(state: PortfolioState, limits: RiskLimits, minute: datetime)
         return _cooling_down(state, limits, minute)
     if state.last_loss_at is None:
         return f"circuit breaker: {'; '.join(causes)}; time of the last loss unknown, so it holds"
-    last = _naive_ny(state.last_loss_at)
-    until = last + timedelta(minutes=limits.cooldown_minutes)
-    if _naive_ny(minute) >= until:
-        return None
-    return (
-        f"circuit breaker: {'; '.join(causes)}; {limits.cooldown_minutes}-minute cool-down after "
-        f"the loss at {last.isoformat(timespec='minutes')} runs until "
-        f"{until.isoformat(timespec='minutes')}"
-    )
+    return _cool_down("; ".join(causes), "the loss", state.last_loss_at, limits, minute)
 
 
 def _cooling_down(state: PortfolioState, limits: RiskLimits, minute: datetime) -> str | None:
     """A trip earlier today still blocks until its cool-down ends, even after a later win."""
     if state.breaker_tripped_at is None:
         return None
-    tripped = _naive_ny(state.breaker_tripped_at)
-    until = tripped + timedelta(minutes=limits.cooldown_minutes)
+    what = f"tripped by {state.breaker_cause or 'the loss limits'}"
+    return _cool_down(what, "the trip", state.breaker_tripped_at, limits, minute)
+
+
+def _cool_down(
+    what: str, event: str, since: datetime, limits: RiskLimits, minute: datetime
+) -> str | None:
+    start = _naive_ny(since)
+    until = start + timedelta(minutes=limits.cooldown_minutes)
     if _naive_ny(minute) >= until:
         return None
     return (
-        f"circuit breaker: tripped at {tripped.isoformat(timespec='minutes')} "
-        f"({state.breaker_cause or 'loss limit'}); {limits.cooldown_minutes}-minute cool-down "
-        f"runs until {until.isoformat(timespec='minutes')}"
+        f"circuit breaker: {what}; {limits.cooldown_minutes}-minute cool-down after {event} at "
+        f"{start.isoformat(timespec='minutes')} runs until {until.isoformat(timespec='minutes')}"
     )
 
 
