@@ -118,6 +118,17 @@ def session_minutes(first_day: str, last_day: str) -> pd.DatetimeIndex:
     return minutes.tz_convert(MARKET_TZ).tz_localize(None)
 
 
+def previous_session_minute(minute: pd.Timestamp) -> pd.Timestamp | None:
+    """The session minute before `minute` (naive NY): the previous bar of the day, or the last
+    bar of the previous session at the open; None before the calendar's first session."""
+    day = pd.Timestamp(minute).normalize()
+    earlier = session_minutes(
+        (day - pd.Timedelta(days=10)).strftime("%Y-%m-%d"), day.strftime("%Y-%m-%d")
+    )
+    earlier = earlier[earlier < pd.Timestamp(minute)]
+    return None if earlier.empty else earlier[-1]
+
+
 def session_bounds(day: str | dt.date) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     """(open, close) of the NYSE session on `day` as naive New York times, None on a holiday or
     weekend. Early closes come from the calendar (13:00)."""

@@ -34,7 +34,7 @@ from trading_assets.analysts.sentiment import headline_targets
 from trading_assets.analysts.team import ANALYSTS, TeamInputs, analyst_rows, covered
 from trading_assets.analysts.technical import technical_features
 from trading_assets.assets.ingest import MINUTES, PARTITION_EXPR, stamped
-from trading_assets.partitions import PARTITION_FMT
+from trading_assets.partitions import PARTITION_FMT, previous_session_minute
 from trading_assets.research.debate import DEFAULT_ROUNDS
 from trading_assets.research.gating import GateSettings, calls_per_ticker_day, gate, trigger_kinds
 
@@ -105,12 +105,19 @@ def debate_triggers(
     news: pd.DataFrame,
 ) -> pd.DataFrame:
     """Which ticker-minutes are debated: a new headline, a technical signal crossing its
-    threshold, or a price/volume shock; at most `max_per_minute` a minute. The rest hold."""
+    threshold, or a price/volume shock; at most `max_per_minute` a minute. The rest hold.
+
+    A crossing compares a minute with the one before, so the gate also sees the session minute
+    before the run (then drops it): a live run of one minute triggers exactly as the same
+    minute inside a backfill does."""
     minutes = run_minutes(context)
+    before = previous_session_minute(minutes[0])
+    grid = minutes if before is None else minutes.insert(0, before)
     stocks = market_data.stock_tickers()
-    technical = covered(technical_features(bars, minutes), stocks, minutes)
+    technical = covered(technical_features(bars, grid), stocks, grid)
     headlines = headline_targets(news, stocks)
-    frame = gate(technical, headlines, GateSettings(**config.model_dump()))
+    gated = gate(technical, headlines, GateSettings(**config.model_dump()))
+    frame = gated[gated["minute"].isin(minutes)].reset_index(drop=True)
     new = headlines[headlines["minute"].isin(minutes) & ~headlines["flagged"].astype(bool)]
     context.add_output_metadata(
         {
