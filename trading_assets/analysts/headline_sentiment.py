@@ -154,6 +154,20 @@ def _embedder() -> _Embedder:
     return _Embedder()
 
 
+# The static embedding `embed_texts` returns: WordLlama's L2 "supercat" weights truncated to
+# 256 dimensions, shipped inside the `wordllama` 0.4 wheel (no download at run time).
+EMBEDDING_MODEL = "wordllama-l2-supercat-256"
+
+
+def embed_texts(texts: list[str]) -> np.ndarray:
+    """One unit-norm float64 row per text (mean WordLlama token vector, L2-normalised).
+
+    Shape ``(len(texts), 256)``; deterministic; an empty text gives a zero row. The model is
+    loaded once per process from the wheel.
+    """
+    return _embedder()(list(texts))
+
+
 class Featurizer:
     """Headline (+ target) -> sparse TF-IDF part and dense embedding + VADER part.
 

@@ -1,0 +1,1 @@
+"""Market events: headlines turned into typed, deduplicated, universe-matched events."""
