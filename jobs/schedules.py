@@ -18,15 +18,15 @@ from dagster import (
 )
 
 from jobs.trading import LIVE_TAG, close_all_positions, execute_signals, intraday_job
-from trading_assets.partitions import PARTITION_FMT, session_bounds
+from trading_assets.partitions import PARTITION_FMT, SESSION_CRON, session_bounds
+from trading_assets.schemas import MARKET_TZ
 
-NY = "America/New_York"
 FLATTEN_MINUTES_BEFORE_CLOSE = 5
 LEDGER_MINUTES_AFTER_CLOSE = 10
 
 
 def _ny(context: ScheduleEvaluationContext) -> pd.Timestamp:
-    return pd.Timestamp(context.scheduled_execution_time).tz_convert(NY).tz_localize(None)
+    return pd.Timestamp(context.scheduled_execution_time).tz_convert(MARKET_TZ).tz_localize(None)
 
 
 def minute_just_closed(tick: pd.Timestamp) -> str | SkipReason:
@@ -45,8 +45,8 @@ def minute_just_closed(tick: pd.Timestamp) -> str | SkipReason:
 
 
 @schedule(
-    cron_schedule="* 9-16 * * 1-5",
-    execution_timezone=NY,
+    cron_schedule=SESSION_CRON,
+    execution_timezone=MARKET_TZ,
     job=intraday_job,
     description="Every session minute: ingest through trade_signals for the minute just closed.",
 )
@@ -57,8 +57,11 @@ def intraday_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipRe
     return RunRequest(run_key=f"intraday-{key}", partition_key=key, tags={LIVE_TAG: "true"})
 
 
-def _at_offset(context: ScheduleEvaluationContext, minutes: int) -> pd.Timestamp | SkipReason:
-    """Today's close if this tick is `minutes` from it (negative: before), else why not."""
+def _at_offset(
+    context: ScheduleEvaluationContext, minutes: int
+) -> tuple[pd.Timestamp, pd.Timestamp] | SkipReason:
+    """Today's (open, close) if this tick is `minutes` from the close (negative: before), else
+    why not."""
     tick = _ny(context).floor("min")
     bounds = session_bounds(tick.date())
     if bounds is None:
@@ -66,37 +69,35 @@ def _at_offset(context: ScheduleEvaluationContext, minutes: int) -> pd.Timestamp
     target = bounds[1] + pd.Timedelta(minutes=minutes)
     if tick != target:
         return SkipReason(f"today's close is {bounds[1]:%H:%M}: this run belongs at {target:%H:%M}")
-    return bounds[1]
+    return bounds
 
 
 @schedule(
     cron_schedule="55 12,15 * * 1-5",
-    execution_timezone=NY,
+    execution_timezone=MARKET_TZ,
     job=close_all_positions,
     description="Flat before the close: cancel open orders, close every position.",
 )
 def flatten_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    close = _at_offset(context, -FLATTEN_MINUTES_BEFORE_CLOSE)
-    if isinstance(close, SkipReason):
-        return close
-    return RunRequest(run_key=f"flatten-{close:%Y-%m-%d}", tags={LIVE_TAG: "true"})
+    bounds = _at_offset(context, -FLATTEN_MINUTES_BEFORE_CLOSE)
+    if isinstance(bounds, SkipReason):
+        return bounds
+    return RunRequest(run_key=f"flatten-{bounds[1]:%Y-%m-%d}", tags={LIVE_TAG: "true"})
 
 
 @schedule(
     cron_schedule="10 13,16 * * 1-5",
-    execution_timezone=NY,
+    execution_timezone=MARKET_TZ,
     job=execute_signals,
     description="After the close: refresh every broker_orders row of the day to its final state.",
 )
 def ledger_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    close = _at_offset(context, LEDGER_MINUTES_AFTER_CLOSE)
-    if isinstance(close, SkipReason):
-        return close
-    bounds = session_bounds(close.date())
-    assert bounds is not None
+    bounds = _at_offset(context, LEDGER_MINUTES_AFTER_CLOSE)
+    if isinstance(bounds, SkipReason):
+        return bounds
     first, last = bounds[0], bounds[1] - pd.Timedelta(minutes=1)
     return RunRequest(
-        run_key=f"ledger-{close:%Y-%m-%d}",
+        run_key=f"ledger-{first:%Y-%m-%d}",
         tags={
             "dagster/asset_partition_range_start": first.strftime(PARTITION_FMT),
             "dagster/asset_partition_range_end": last.strftime(PARTITION_FMT),

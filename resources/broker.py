@@ -53,6 +53,7 @@ from alpaca.trading.requests import (
 from resources.errors import ProviderConfigError, TransientProviderError
 from resources.providers.alpaca import api_message, is_retryable_error, tame_client
 from resources.rate_limit import call_with_backoff
+from resources.secrets import env_secret
 
 logger = logging.getLogger(__name__)
 
@@ -732,11 +733,6 @@ class BrokerResource(dg.ConfigurableResource):
         )
 
 
-def _secret(name: str) -> dg.EnvVar | str:
-    """An EnvVar when set (Dagster shows its name, never its value); otherwise empty."""
-    return dg.EnvVar(name) if os.environ.get(name) else ""
-
-
 def broker_from_env() -> BrokerResource:
     """The wiring's broker: embedded unless TRADING_BROKER_MODE says otherwise."""
     env = os.environ.get
@@ -744,8 +740,8 @@ def broker_from_env() -> BrokerResource:
         mode=env("TRADING_BROKER_MODE", "") or "embedded",
         base_url=env("TRADING_BROKER_URL", ""),
         data_url=env("TRADING_BROKER_DATA_URL", ""),
-        api_key=_secret("ALPACA_API_KEY"),
-        secret_key=_secret("ALPACA_SECRET_KEY"),
+        api_key=env_secret("ALPACA_API_KEY"),
+        secret_key=env_secret("ALPACA_SECRET_KEY"),
         allow_live=env("TRADING_ALLOW_LIVE", "").strip().lower() in ("true", "1", "yes"),
         feed=env("ALPACA_DATA_FEED", "") or "iex",
     )

@@ -35,6 +35,15 @@ def warehouse_path() -> Path:
     return path
 
 
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str, schema: str = SCHEMA) -> bool:
+    """Whether `schema.table` has ever been written (readers of optional tables ask first)."""
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 class _PandasHandler(DuckDBPandasTypeHandler):
     """The stock pandas handler, except that a quiet minute is not an error.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import Definitions, EnvVar, in_process_executor, mem_io_manager
+from dagster import Definitions, in_process_executor, mem_io_manager
 
 from jobs.ingest import ingest_job
 from jobs.research import research_job
@@ -14,6 +14,7 @@ from jobs.trading import close_all_positions, decision_job, execute_signals, int
 from resources.broker import BrokerResource, broker_from_env
 from resources.llm import LLMResource
 from resources.market_data import MarketDataResource
+from resources.secrets import env_secret
 from resources.trading_controls import TradingControls, controls_from_env
 from resources.warehouse import warehouse_io_manager, warehouse_resource
 from sensors.failures import run_failure_alert
@@ -28,12 +29,6 @@ from trading_assets.checks.decision import DECISION_CHECKS
 from trading_assets.checks.ingest import INGEST_CHECKS
 
 
-def _secret(name: str) -> EnvVar | str:
-    """An EnvVar when the variable is set (Dagster shows its name, never its value); otherwise
-    empty, and a provider that needs it fails with the variable's name when selected."""
-    return EnvVar(name) if os.environ.get(name) else ""
-
-
 def market_data_from_env() -> MarketDataResource:
     env = os.environ.get
     return MarketDataResource(
@@ -42,11 +37,11 @@ def market_data_from_env() -> MarketDataResource:
         fundamentals_provider=env("TRADING_FUNDAMENTALS_PROVIDER", "replay"),
         tickers=env("TRADING_UNIVERSE", ""),
         replay_dir=env("TRADING_REPLAY_DIR", ""),
-        alpaca_api_key=_secret("ALPACA_API_KEY"),
-        alpaca_secret_key=_secret("ALPACA_SECRET_KEY"),
+        alpaca_api_key=env_secret("ALPACA_API_KEY"),
+        alpaca_secret_key=env_secret("ALPACA_SECRET_KEY"),
         alpaca_feed=env("ALPACA_DATA_FEED", "iex"),
         alpaca_data_url=env("ALPACA_DATA_URL", ""),
-        finnhub_api_key=_secret("FINNHUB_API_KEY"),
+        finnhub_api_key=env_secret("FINNHUB_API_KEY"),
         finnhub_base_url=env("FINNHUB_BASE_URL", ""),
     )
 
@@ -64,7 +59,7 @@ def llm_from_env(warehouse: Path | None = None) -> LLMResource:
         provider=env("TRADING_LLM_PROVIDER", "rules"),
         base_url=env("OPENAI_BASE_URL", ""),
         model=env("TRADING_LLM_MODEL", "gpt-4o-mini"),
-        api_key=_secret("OPENAI_API_KEY"),
+        api_key=env_secret("OPENAI_API_KEY"),
         timeout_s=_float("TRADING_LLM_TIMEOUT_S", 30.0),
         max_concurrency=int(_float("TRADING_LLM_CONCURRENCY", 4)),
         input_usd_per_mtok=_float("TRADING_LLM_INPUT_USD_PER_MTOK", 0.15),

@@ -8,6 +8,7 @@ where to look in the UI. Rules analysts, bundled data, no keys.
 """
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -17,13 +18,16 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from resources.paper_broker import BrokerState
+from trading_assets.partitions import PARTITION_FMT, session_bounds
+
 DEFAULT_SESSION = "2026-03-23"
 INITIAL_CASH = 100_000.0
 
 
-def _print_summary(warehouse: Path, first: str, last: str, broker_db: Path) -> dict[str, object]:
-    lo = pd.Timestamp(pd.to_datetime(first, format="%Y-%m-%d-%H:%M"))
-    hi = pd.Timestamp(pd.to_datetime(last, format="%Y-%m-%d-%H:%M"))
+def _print_summary(warehouse: Path, first: str, last: str, books: BrokerState) -> None:
+    lo = pd.Timestamp(pd.to_datetime(first, format=PARTITION_FMT))
+    hi = pd.Timestamp(pd.to_datetime(last, format=PARTITION_FMT))
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         signals = conn.execute(
             "SELECT * FROM trading.trade_signals WHERE minute BETWEEN ? AND ?", [lo, hi]
@@ -36,16 +40,10 @@ def _print_summary(warehouse: Path, first: str, last: str, broker_db: Path) -> d
             " GROUP BY action ORDER BY action",
             [lo, hi],
         ).fetchall()
-    import sqlite3
-
-    with sqlite3.connect(broker_db) as books:
-        orders = books.execute(
-            "SELECT count(*) FROM orders WHERE client_order_id LIKE 'sig-%'"
-        ).fetchone()[0]
-        fills = books.execute("SELECT reason, count(*) FROM fills GROUP BY reason").fetchall()
-        cash = float(books.execute("SELECT value FROM meta WHERE key = 'cash'").fetchone()[0])
-        open_positions = books.execute("SELECT count(*) FROM positions").fetchone()[0]
-        commission = books.execute("SELECT coalesce(sum(commission), 0) FROM fills").fetchone()[0]
+    orders = sum(1 for o in books.orders() if o["client_order_id"].startswith("sig-"))
+    fills = collections.Counter(f["reason"] for f in books.fills()).items()
+    commission = sum(f["commission"] for f in books.fills())
+    cash, open_positions = books.cash, len(books.positions())
     print("\ndebate verdicts: " + ", ".join(f"{a} {n}" for a, n in verdicts))
     print(
         f"trade signals:   {len(signals)} proposals -> "
@@ -70,7 +68,6 @@ def _print_summary(warehouse: Path, first: str, last: str, broker_db: Path) -> d
         print(f"  {row.minute:%H:%M} {row.side:<4} {row.qty:>4} {row.ticker:<5} in "
               f"{row.entry_price:.2f} out {row.exit_price:.2f} ({row.exit_reason}) "
               f"{row.realised_pnl:+.2f}")  # fmt: skip
-    return {"signals": len(signals), "orders": orders, "pnl": pnl}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
     home.mkdir(parents=True, exist_ok=True)
     from resources.paper_broker import PaperBroker
-    from resources.warehouse import data_dir, warehouse_path
-    from trading_assets.partitions import session_bounds
+    from resources.warehouse import data_dir, table_exists, warehouse_path
 
     bounds = session_bounds(args.session)
     if bounds is None:
@@ -105,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     warehouse = warehouse_path()
     if warehouse.exists():  # the old ledger belongs to an old paper account
         with duckdb.connect(str(warehouse)) as conn:
-            if conn.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_schema = 'trading' AND table_name = 'broker_orders'"
-            ).fetchone()[0]:
+            if table_exists(conn, "broker_orders"):
                 conn.execute(
                     "DELETE FROM trading.broker_orders WHERE minute >= ?::DATE "
                     "AND minute < ?::DATE + 1",
@@ -131,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nreplayed {result.first} .. {result.last} in {time.perf_counter() - started:.0f} s "
           f"(research {result.research_s:.0f} s; {result.execute_runs} execute_signals runs "
           "launched by the daemon's trade_signal_sensor)")  # fmt: skip
-    _print_summary(warehouse, result.first, result.last, broker_db)
+    books = BrokerState(broker_db, initial_cash=INITIAL_CASH, start_time=opened)  # reopened
+    try:
+        _print_summary(warehouse, result.first, result.last, books)
+    finally:
+        books.close()
     figures = summarize(result.stages)
     if figures:
         print("latency, minute close -> order at the broker (median / max, s):")

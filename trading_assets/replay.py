@@ -35,12 +35,12 @@ from statistics import median
 import duckdb
 import pandas as pd
 
-from jobs.schedules import FLATTEN_MINUTES_BEFORE_CLOSE
+from jobs.schedules import FLATTEN_MINUTES_BEFORE_CLOSE, flatten_schedule, intraday_schedule
 from trading_assets.partitions import PARTITION_FMT, session_bounds, session_minutes
 
 NY = "America/New_York"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LIVE_TAGS = {"trading/live": "true", "trading/replay": "true"}
+REPLAY_TAG = {"trading/replay": "true"}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -72,7 +72,6 @@ class ReplayResult:
     last: str
     research_s: float
     stages: list[Stage] = field(default_factory=list)
-    wall_s: float = 0.0
     execute_runs: int = 0
 
 
@@ -131,6 +130,19 @@ def proposal_minutes(warehouse: Path, first: pd.Timestamp, last: pd.Timestamp) -
     return {pd.Timestamp(r[0]) for r in rows}
 
 
+def scheduled(schedule, at: pd.Timestamp) -> dict[str, str]:
+    """The run tags `schedule` asks for at `at` (UTC): the replay runs what the schedule
+    would, so its calendar and tags are the ones exercised. A skip here is a replay bug."""
+    from dagster import RunRequest, build_schedule_context
+
+    context = build_schedule_context(scheduled_execution_time=at.to_pydatetime())
+    request = schedule(context)
+    if not isinstance(request, RunRequest):
+        raise RuntimeError(f"{schedule.name} skipped at {at}: {request}")
+    partition = {"dagster/partition": request.partition_key} if request.partition_key else {}
+    return {**request.tags, **partition, **REPLAY_TAG}
+
+
 def wait_for_execution(instance, partition: str, timeout_s: float = 240.0):
     """The finished execute_signals run the sensor launched for `partition`."""
     from dagster import RunsFilter
@@ -181,7 +193,6 @@ def replay(
         if intraday_window
         else None
     )
-    wall = time.perf_counter()
     instance = DagsterInstance.get()
     jobs = {
         name: defs.resolve_job_def(name)
@@ -248,7 +259,9 @@ def replay(
                     if len(quiet) > 1
                     else {"dagster/partition": key(quiet[0])}
                 )
-                run("decision_job", {**LIVE_TAGS, **span})
+                tags = scheduled(intraday_schedule, utc(quiet[-1]) + pd.Timedelta(minutes=1))
+                tags.pop("dagster/partition")
+                run("decision_job", {**tags, **span})
                 quiet.clear()
 
         flatten_at = bounds[1] - pd.Timedelta(minutes=FLATTEN_MINUTES_BEFORE_CLOSE)
@@ -265,7 +278,7 @@ def replay(
             nonlocal flattened
             flush()
             move(utc(flatten_at))
-            run("close_all_positions", {**LIVE_TAGS})
+            run("close_all_positions", scheduled(flatten_schedule, utc(flatten_at)))
             flattened = True
 
         for minute in minutes:
@@ -276,11 +289,12 @@ def replay(
                 quiet.append(minute)
                 continue
             flush()
-            closed_at = time.perf_counter()
-            move(utc(minute) + pd.Timedelta(minutes=1))
-            tags = {**LIVE_TAGS, "dagster/partition": key(minute)}
+            closed_at = time.time()  # wall clock: the run records' times are wall clock too
+            tick = utc(minute) + pd.Timedelta(minutes=1)
+            move(tick)
+            tags = scheduled(intraday_schedule, tick)
             outcome = run("intraday_job" if in_window else "decision_job", tags)
-            done = time.perf_counter()
+            done = time.time()
             meta = _signal_metadata(outcome)
             stage = Stage(key(minute), done - closed_at, int(meta.get("actionable", 0)))
             if stage.actionable:
@@ -289,11 +303,10 @@ def replay(
                 created = record.create_timestamp.timestamp()
                 started_run = record.start_time or created
                 ended = record.end_time or started_run
-                done_wall = time.time() - (time.perf_counter() - done)
-                stage.sensor_s = created - done_wall
+                stage.sensor_s = created - done
                 stage.launch_s = started_run - created
                 stage.execute_s = ended - started_run
-                stage.to_order_s = ended - (done_wall - stage.signals_s)
+                stage.to_order_s = ended - closed_at
                 log(
                     f"{key(minute)}: {stage.actionable} actionable -> execute_signals "
                     f"{record.dagster_run.status.value} (close->order {stage.to_order_s:.1f} s)"
@@ -305,7 +318,6 @@ def replay(
         # the ledger schedule's run: every row of the day to its state after the last fills
         move(utc(min(minutes[-1] + pd.Timedelta(minutes=2), bounds[1])))
         run("execute_signals", ranged(minutes[0], minutes[-1]))
-    result.wall_s = time.perf_counter() - wall
     return result
 
 

@@ -428,11 +428,17 @@ class BrokerEngine:
     def _process_bar(self, symbol: str, bar: Any) -> None:
         start = bar.timestamp
         stamp = start + ONE_MINUTE  # when the broker learns of the fill: the bar's close
-        # 1. exits of filled brackets, on bars after their last entry fill
-        for parent in self.state.orders(symbol=symbol):
+        # 1. exits of filled brackets, on bars after their last entry fill (one read: parents
+        # and their legs; each parent's step below touches only its own rows)
+        rows = self.state.orders(symbol=symbol)
+        legs_of: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in rows:
+            if row["parent_id"] is not None:
+                legs_of.setdefault(row["parent_id"], {})[row["leg"]] = row
+        for parent in rows:
             if parent["order_class"] != "bracket" or parent["parent_id"] is not None:
                 continue
-            legs = {leg["leg"]: leg for leg in self.state.legs(parent["id"])}
+            legs = legs_of.get(parent["id"], {})
             active = [leg for leg in legs.values() if leg["status"] == "new"]
             if not active or parse_ts(parent["last_fill_bar"]) >= start:  # type: ignore[operator]
                 continue

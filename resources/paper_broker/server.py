@@ -316,17 +316,29 @@ class PaperBroker:
             else:
                 status, headers = 500, {}
                 payload = {"code": 50010000, "message": "internal server error"}
-        data = b"" if payload is None else json.dumps(payload).encode()
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json; charset=utf-8")
-            handler.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up first
+        send_response(
+            handler, status, b"" if payload is None else json.dumps(payload).encode(), headers
+        )
+
+
+def send_response(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    data: bytes,
+    headers: dict[str, str],
+    content_type: str = "application/json; charset=utf-8",
+) -> None:
+    """Write one complete answer; a client that already gave up (timeout tests) is ignored."""
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client gave up first
 
 
 def handler_class(handle: Callable[[BaseHTTPRequestHandler], None]) -> type[BaseHTTPRequestHandler]:

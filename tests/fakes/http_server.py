@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from resources.paper_broker.server import handler_class
+from resources.paper_broker.server import handler_class, send_response
 
 
 @dataclass(frozen=True)
@@ -222,14 +222,6 @@ class FakeHTTPServer:
                     response = FakeResponse(500, {"message": f"fake server error: {exc!r}"})
         with self._lock:
             self._log.append(replace(request, status=response.status))
-        payload = response.encoded()
-        try:
-            handler.send_response(response.status)
-            handler.send_header("Content-Type", response.content_type)
-            handler.send_header("Content-Length", str(len(payload)))
-            for name, value in response.headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (e.g. a timeout test); nothing left to tell it
+        send_response(
+            handler, response.status, response.encoded(), response.headers, response.content_type
+        )

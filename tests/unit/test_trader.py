@@ -119,10 +119,3 @@ def test_pandas_series_row_and_minute_spellings(features: dict[str, dict]) -> No
     from_text = propose(debate_row("NVDA", minute="2026-03-17 10:30:00"), features["NVDA"])
     assert from_series == from_aware == from_text
     assert iso_minute(aware) == "2026-03-17T10:30"
-
-
-def test_propose_is_deterministic(features: dict[str, dict]) -> None:
-    rows = [debate_row(t, "BUY" if i % 2 else "SELL") for i, t in enumerate(sorted(features))]
-    first = [propose(r, features[r["ticker"]]) for r in rows]
-    again = [propose(r, features[r["ticker"]]) for r in rows]
-    assert first == again and all(p is not None for p in first)

@@ -133,7 +133,6 @@ def analyst_rows(
     name: str,
     inputs: TeamInputs,
     llm: LLMClient | None = None,
-    headline_llm: LLMClient | None = None,
 ) -> pd.DataFrame:
     """One analyst's ANALYSIS_COLUMNS frame over the grid."""
     grid = inputs.grid[["minute", "ticker"]]
@@ -146,7 +145,7 @@ def analyst_rows(
         rows["data_as_of"] = rows.get("filed_at", pd.Series(pd.NaT, index=rows.index))
         return run_analyst(SPECS[name], _records(rows), llm, scope)
     if name == "sentiment":
-        scored = score_headlines(inputs.headlines, inputs.company_names, headline_llm or llm)
+        scored = score_headlines(inputs.headlines, inputs.company_names, llm)
         tickers = sorted(grid["ticker"].unique())
         features = sentiment_features(scored, inputs.minutes, tickers, inputs.half_life_minutes)
         rows = grid.merge(features, on=["minute", "ticker"], how="left")

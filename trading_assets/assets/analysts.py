@@ -27,7 +27,7 @@ from dagster import (
 from pydantic import Field
 
 from resources.errors import ProviderConfigError
-from resources.llm import LLMCacheMiss, LLMResource
+from resources.llm import LLMCacheMiss, LLMClient, LLMResource
 from resources.market_data import MarketDataResource
 from trading_assets.analysts.macro import macro_features
 from trading_assets.analysts.sentiment import headline_targets
@@ -66,6 +66,12 @@ def model_failures() -> Iterator[None]:
         ) from exc
     except ProviderConfigError as exc:
         raise Failure(description=f"LLM configuration: {exc}", allow_retries=False) from exc
+
+
+def model_metadata(llm: LLMResource, client: LLMClient | None) -> dict[str, object]:
+    """Which model answered (with the client's call stats) for a step's output metadata."""
+    stats = client.stats.as_metadata() if client else {"llm_model": "rules (no model)"}
+    return {**stats, **llm.describe()}
 
 
 def run_minutes(context: AssetExecutionContext) -> pd.DatetimeIndex:
@@ -217,7 +223,6 @@ def analyst_team(
             frames = {n: f.result() for n, f in futures.items()}
     for name in selected:
         frame = frames[name]
-        client = clients[name]
         yield Output(
             stamped(frame, context),
             output_name=f"{name}_analysis",
@@ -229,7 +234,6 @@ def analyst_team(
                 else 0.0,
                 "models": MetadataValue.json(frame["model"].value_counts().to_dict()),
                 "fallbacks": int(frame["fallback"].sum()),
-                **(client.stats.as_metadata() if client else {"llm_model": "rules (no model)"}),
-                **llm.describe(),
+                **model_metadata(llm, clients[name]),
             },
         )

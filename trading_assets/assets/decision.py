@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 from resources.broker import BrokerConfigError, BrokerError, BrokerResource
 from resources.market_data import MarketDataResource
 from resources.trading_controls import TradingControls
-from resources.warehouse import SCHEMA
+from resources.warehouse import SCHEMA, table_exists
 from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
 from trading_assets.decision.risk import PortfolioState
@@ -32,12 +32,7 @@ LEDGER_TABLE = f"{SCHEMA}.broker_orders"
 def read_ledger(warehouse: DuckDBResource, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
     """Ledger rows with minutes in [first, last] (empty before the first execution)."""
     with warehouse.get_connection() as conn:
-        exists = conn.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = ? AND table_name = 'broker_orders'",
-            [SCHEMA],
-        ).fetchone()[0]
-        if not exists:
+        if not table_exists(conn, "broker_orders"):
             return pd.DataFrame()
         return conn.execute(
             f"SELECT * FROM {LEDGER_TABLE} WHERE minute >= ? AND minute <= ?",

@@ -25,21 +25,14 @@ from dagster_duckdb import DuckDBResource
 
 from resources.broker import BrokerConfigError, BrokerError, BrokerResource
 from resources.trading_controls import TradingControls
+from trading_assets.assets.analysts import run_minutes
 from trading_assets.assets.decision import read_ledger
 from trading_assets.assets.ingest import MINUTES, PARTITION_EXPR
 from trading_assets.execution.ledger import FINAL_STATES, ledger_frame
 from trading_assets.execution.send import SendContext, execute_signal, refresh
-from trading_assets.partitions import PARTITION_FMT, session_bounds
+from trading_assets.partitions import session_bounds
 
 MEMORY = "mem_io_manager"  # op-to-op hand-over inside one in-process run, never the warehouse
-
-
-def _minutes(context: OpExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
-    keys = context.partition_keys
-    return (
-        pd.Timestamp(pd.to_datetime(keys[0], format=PARTITION_FMT)),
-        pd.Timestamp(pd.to_datetime(keys[-1], format=PARTITION_FMT)),
-    )
 
 
 @op(
@@ -55,14 +48,15 @@ def send_orders(
     controls: TradingControls,
     warehouse: DuckDBResource,
 ) -> list[dict[str, Any]]:
-    first, last = _minutes(context)
-    prior = read_ledger(warehouse, first, last)
+    minutes = run_minutes(context)
+    prior = read_ledger(warehouse, minutes[0], minutes[-1])
     prior_rows = {r["signal_id"]: r for r in prior.to_dict("records")} if len(prior) else {}
     label = broker.describe()
     try:
         client = broker.client()
-        ctx = SendContext(clock=client.clock(), account=client.account(), positions=[])
-        ctx.positions = client.positions()
+        ctx = SendContext(
+            clock=client.clock(), account=client.account(), positions=client.positions()
+        )
     except BrokerConfigError as exc:
         raise Failure(description=f"broker configuration: {exc}", allow_retries=False) from exc
     except BrokerError as exc:
@@ -91,7 +85,7 @@ def record_orders(
     sent: list[dict[str, Any]],
     broker: BrokerResource,
 ) -> pd.DataFrame:
-    first, _ = _minutes(context)
+    first = run_minutes(context)[0]
     bounds = session_bounds(first.date())
     since = (bounds[0] if bounds else first.normalize()).tz_localize("America/New_York")
     signals = {str(s["signal_id"]): s for s in trade_signals.to_dict("records")}

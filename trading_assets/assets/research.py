@@ -24,7 +24,12 @@ from resources.llm import LLMResource
 from resources.market_data import MarketDataResource
 from trading_assets.analysts.sentiment import headline_targets
 from trading_assets.analysts.team import ANALYSTS
-from trading_assets.assets.analysts import MINUTE_ASSET, NEWS_HISTORY, model_failures
+from trading_assets.assets.analysts import (
+    MINUTE_ASSET,
+    NEWS_HISTORY,
+    model_failures,
+    model_metadata,
+)
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
 from trading_assets.research.bundle import Key, build_bundles
 from trading_assets.research.debate import DEFAULT_ROUNDS, AnalystBundle, Side
@@ -99,7 +104,6 @@ def researchers(
             said = {s: f.result() for s, f in futures.items()}
     for side in sides:
         frame = argument_frame(said[side])
-        client = clients[side]
         yield Output(
             stamped(frame, context),
             output_name=f"{side.value}_case",
@@ -107,8 +111,7 @@ def researchers(
                 "arguments": len(frame),
                 "mean_strength": round(float(frame["strength"].mean()), 3) if len(frame) else 0.0,
                 "fallbacks": int(frame["fallback"].sum()),
-                **(client.stats.as_metadata() if client else {"llm_model": "rules (no model)"}),
-                **llm.describe(),
+                **model_metadata(llm, clients[side]),
             },
         )
 
@@ -170,7 +173,7 @@ def debate(
             client,
         )
         verdicts = judge(bundles, transcripts, client)
-        stats = client.stats.as_metadata() if client else {"llm_model": "rules (no model)"}
+        stats = model_metadata(llm, client)
     opening = {k: [bull_open[k], bear_open[k]] for k in bundles}
     frame = debate_frame(
         debate_triggers, transcripts, opening, rounds_said, verdicts, config.rounds
@@ -185,7 +188,6 @@ def debate(
             "fallbacks": int(frame["fallback"].sum()),
             "rounds": config.rounds,
             **stats,
-            **llm.describe(),
         }
     )
     return stamped(frame, context)

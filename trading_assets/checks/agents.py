@@ -21,7 +21,7 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from resources.warehouse import SCHEMA
+from resources.warehouse import SCHEMA, table_exists
 from trading_assets.analysts.report import ANALYSIS_COLUMNS
 from trading_assets.analysts.team import ANALYSTS
 from trading_assets.assets.ingest import MINUTES
@@ -164,12 +164,7 @@ def _fallback_rate(asset_name: str, columns: dict[str, str]) -> AssetChecksDefin
 
 def _read(warehouse: DuckDBResource, table: str, loaded) -> pd.DataFrame | None:
     with warehouse.get_connection() as conn:
-        exists = conn.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = ? AND table_name = ?",
-            [SCHEMA, table],
-        ).fetchone()
-        if not exists or not exists[0]:
+        if not table_exists(conn, table):
             return None
         return conn.execute(
             f"SELECT * FROM {SCHEMA}.{table} WHERE minute >= ? AND minute < ?",
@@ -216,19 +211,15 @@ ARGUMENT_EXPECTATIONS = [
 def _arguments_body(side: str):
     def body(context, warehouse, frame, loaded) -> AssetCheckResult:
         debated = _debated_keys(warehouse, loaded)
-        keys = set(zip(frame["ticker"], frame["minute"], strict=True))
-        checked = frame.assign(
-            argues_for_debate=[
-                k in debated for k in zip(frame["ticker"], frame["minute"], strict=True)
-            ]
-        )
+        keys = list(zip(frame["ticker"], frame["minute"], strict=True))
+        checked = frame.assign(argues_for_debate=[k in debated for k in keys])
         outcome = validate(
             checked,
             f"{side}_case",
             [*ARGUMENT_EXPECTATIONS, _in_set("side", [side], f"every argument is the {side}'s")],
         )
         result = suite_result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
-        missing = sorted(debated - keys)
+        missing = sorted(debated - set(keys))
         if not missing:
             return result
         return AssetCheckResult(

@@ -21,7 +21,7 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from resources.market_data import MarketDataResource
-from resources.warehouse import SCHEMA
+from resources.warehouse import SCHEMA, table_exists
 from trading_assets.assets.ingest import MINUTES, bars, fundamentals, news
 from trading_assets.checks.expectations import Expectation, SuiteOutcome, validate
 from trading_assets.partitions import naive_market_time
@@ -57,12 +57,7 @@ def load_rows(
     last = context.instance.get_latest_materialization_event(AssetKey(table))
     last_run = last.run_id if last else ""
     with warehouse.get_connection() as conn:
-        exists = conn.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = ? AND table_name = ?",
-            [SCHEMA, table],
-        ).fetchone()
-        if not exists or not exists[0]:
+        if not table_exists(conn, table):
             # The IO manager skips writing an empty frame: a materialized asset with no table
             # simply had no rows (a quiet minute has no news), a never-materialized one is missing.
             if last is None:

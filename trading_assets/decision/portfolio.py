@@ -44,19 +44,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trading_assets.decision.risk import PortfolioState, Position, RiskLimits
+from trading_assets.decision.trader import naive_ny
 
-NY = ZoneInfo("America/New_York")
 QTY_EPS = 1e-9  # quantities closer than this to zero are flat (float fills, partial closes)
-
-
-def naive_ny(stamp: datetime) -> datetime:
-    """`stamp` as naive New York wall clock (a naive stamp is taken to be New York already)."""
-    return stamp.astimezone(NY).replace(tzinfo=None) if stamp.tzinfo is not None else stamp
 
 
 class FillEvent(BaseModel):

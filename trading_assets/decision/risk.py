@@ -41,17 +41,16 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trading_assets.decision.trader import Proposal, iso_minute
+from trading_assets.decision.trader import Proposal, iso_minute, naive_ny
 
-NY = ZoneInfo("America/New_York")
 TICKER_RE = re.compile(r"^[A-Z]{1,5}(\.[A-Z])?$")
 MIN_QTY = 1
 MAX_QTY = 10_000
 UNKNOWN_SECTOR = "unknown"
+SIGNAL_PREFIX = "sig-"  # every signal id (= client order id) starts with it
 
 
 class RiskLimits(BaseModel):
@@ -144,7 +143,7 @@ def signal_id(ticker: str, minute: object, side: str, model: str) -> str:
     """Stable id (the broker's client order id): a re-run of the same minute gives the same id,
     so the execution op can find an order it already sent."""
     key = f"{ticker}|{iso_minute(minute)}|{side.lower()}|{model}"
-    return "sig-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+    return SIGNAL_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def minutes_to_close(minute: datetime, session_close: datetime) -> int:
@@ -253,10 +252,6 @@ def validate(signal: Signal) -> list[str]:
 # --- gates -----------------------------------------------------------------------------------
 
 
-def _naive_ny(stamp: datetime) -> datetime:
-    return stamp.astimezone(NY).replace(tzinfo=None) if stamp.tzinfo is not None else stamp
-
-
 def _money(x: float) -> str:
     return f"{x:,.2f}"
 
@@ -302,9 +297,9 @@ def _cooling_down(state: PortfolioState, limits: RiskLimits, minute: datetime) -
 def _cool_down(
     what: str, event: str, since: datetime, limits: RiskLimits, minute: datetime
 ) -> str | None:
-    start = _naive_ny(since)
+    start = naive_ny(since)
     until = start + timedelta(minutes=limits.cooldown_minutes)
-    if _naive_ny(minute) >= until:
+    if naive_ny(minute) >= until:
         return None
     return (
         f"circuit breaker: {what}; {limits.cooldown_minutes}-minute cool-down after {event} at "

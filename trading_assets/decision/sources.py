@@ -21,10 +21,8 @@ from trading_assets.decision.portfolio import (
     portfolio_state,
     positions_from_fills,
 )
-from trading_assets.decision.risk import PortfolioState, Position, RiskLimits
+from trading_assets.decision.risk import SIGNAL_PREFIX, PortfolioState, Position, RiskLimits
 from trading_assets.execution.ledger import SENT_STATES, naive_ny
-
-SIGNAL_PREFIX = "sig-"
 
 
 def _flat_orders(orders: Iterable[OrderState]) -> list[OrderState]:

@@ -34,13 +34,16 @@ MAX_RATIONALE_CHARS = 800
 SIDE_OF_ACTION: dict[str, Literal["buy", "sell"]] = {"BUY": "buy", "SELL": "sell"}
 
 
+def naive_ny(stamp: datetime) -> datetime:
+    """`stamp` as naive New York wall clock (a naive stamp is taken to be New York already)."""
+    return stamp.astimezone(NY).replace(tzinfo=None) if stamp.tzinfo is not None else stamp
+
+
 def iso_minute(value: object) -> str:
     """One spelling per minute ("YYYY-MM-DDTHH:MM", naive New York), as the debate uses: the
     signal id hashes it, so two spellings of one minute must not give two ids."""
     stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(NY).replace(tzinfo=None)
-    return stamp.isoformat(timespec="minutes")
+    return naive_ny(stamp).isoformat(timespec="minutes")
 
 
 class Proposal(BaseModel):
@@ -73,10 +76,6 @@ class Proposal(BaseModel):
         return "BUY" if self.side == "buy" else "SELL"
 
 
-def _number(value: Any) -> float | None:
-    return finite(value)
-
-
 def propose(
     debate_row: Mapping[str, Any], technical_features: Mapping[str, Any] | None
 ) -> Proposal | None:
@@ -100,8 +99,8 @@ def propose(
     if "minute" in features and iso_minute(features["minute"]) != minute:
         raise ValueError(f"features are at {iso_minute(features['minute'])}, debate at {minute}")
 
-    close = _number(features.get("close"))
-    atr = _number(features.get("atr_14"))
+    close = finite(features.get("close"))
+    atr = finite(features.get("atr_14"))
     atr = atr if atr is not None and atr > 0 else None
     confidence = float(debate_row["confidence"])
     horizon = int(debate_row["horizon_minutes"])

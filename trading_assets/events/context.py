@@ -47,6 +47,7 @@ import pandas as pd
 
 from trading_assets.analysts.headline_sentiment import EMBEDDING_MODEL, embed_texts
 from trading_assets.partitions import session_bounds
+from trading_assets.schemas import empty_frame
 
 IMPACT_WINDOWS: tuple[int | str, ...] = (15, 60, "close")
 VOLUME_WINDOW = 60  # minutes after the event whose volume is compared
@@ -137,14 +138,23 @@ def event_impact(
         return out
     own = _ticker_bars(bars, ticker) if _own is None else _own
     through = pd.Timestamp(bars["minute"].max()) if _through is None else _through
+    # `own` is sorted by minute: every window below is a positional slice (searchsorted), not a
+    # boolean mask over all the ticker's bars (build_history calls this once per event x ticker).
+    times = own["minute"].to_numpy("datetime64[ns]")
+    closes = own["close"].to_numpy(float)
+    volumes = own["volume"].to_numpy(float)
+
+    def upto(t: pd.Timestamp) -> int:  # bars with minute <= t
+        return int(np.searchsorted(times, t.to_datetime64(), side="right"))
+
     opened = minute.normalize()
-    day = own[(own["minute"] >= opened) & (own["minute"] < close)]
-    before = day[day["minute"] <= minute]
-    if before.empty:
+    day_lo = int(np.searchsorted(times, opened.to_datetime64(), side="left"))
+    day_hi = int(np.searchsorted(times, close.to_datetime64(), side="left"))  # day: [lo, hi)
+    ref_i = min(upto(minute), day_hi) - 1
+    if ref_i < day_lo:
         return out
-    ref = before.iloc[-1]
-    ref_price = float(ref["close"])
-    out["ref_minute"] = pd.Timestamp(ref["minute"])
+    ref_price = float(closes[ref_i])
+    out["ref_minute"] = pd.Timestamp(times[ref_i])
     out["ref_price"] = ref_price
     last_minute = close - MINUTE  # the session's last bar start
     complete = True
@@ -154,8 +164,7 @@ def event_impact(
         if through < target:  # the window has not been fully observed in `bars`
             complete = False
             return np.nan
-        upto = day[day["minute"] <= target]
-        return float(upto["close"].iloc[-1]) / ref_price - 1.0
+        return float(closes[min(upto(target), day_hi) - 1]) / ref_price - 1.0
 
     for window in (15, 60):
         target = minute + pd.Timedelta(minutes=window)
@@ -172,17 +181,15 @@ def event_impact(
     if through < v_end:
         complete = False
     elif v_end > minute:
-        after = day[(day["minute"] > minute) & (day["minute"] <= v_end)]
         n_minutes = int((v_end - minute) / MINUTE)
-        vol_rate = float(after["volume"].sum()) / n_minutes
-        earlier = own[own["minute"] < opened]
-        sessions = earlier["minute"].dt.normalize().drop_duplicates().iloc[-NORMAL_SESSIONS:]
+        vol_rate = float(volumes[upto(minute) : min(upto(v_end), day_hi)].sum()) / n_minutes
+        earlier = times[:day_lo]
+        sessions = np.unique(earlier.astype("datetime64[D]"))[-NORMAL_SESSIONS:]
         rates = []
-        for s in sessions:
-            lo = s + (minute - opened)
-            hi = s + (v_end - opened)
-            win = earlier[(earlier["minute"] > lo) & (earlier["minute"] <= hi)]
-            rates.append(float(win["volume"].sum()) / n_minutes)
+        for s in pd.DatetimeIndex(sessions):
+            lo = np.searchsorted(earlier, (s + (minute - opened)).to_datetime64(), side="right")
+            hi = np.searchsorted(earlier, (s + (v_end - opened)).to_datetime64(), side="right")
+            rates.append(float(volumes[lo:hi].sum()) / n_minutes)
         normal = float(np.mean(rates)) if rates else np.nan
         out["volume_ratio"] = vol_rate / normal if normal and normal > 0 else np.nan
     out["impact_end"] = close
@@ -235,10 +242,6 @@ def _texts(frame: pd.DataFrame) -> list[str]:
     return [event_text(t, h) for t, h in pairs]
 
 
-def _empty_context() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in EVENT_CONTEXT_COLUMNS.items()})
-
-
 def event_context(
     events: pd.DataFrame,
     history: pd.DataFrame,
@@ -247,11 +250,11 @@ def event_context(
 ) -> pd.DataFrame:
     """Up to `k` context rows per new event x ticker, strictly point-in-time (see module)."""
     if events.empty or history.empty:
-        return _empty_context()
+        return empty_frame(EVENT_CONTEXT_COLUMNS)
     # Only past events with a measured impact can teach anything.
     hist = history[history["ret_close"].notna()].reset_index(drop=True)
     if hist.empty:
-        return _empty_context()
+        return empty_frame(EVENT_CONTEXT_COLUMNS)
     new_texts = _texts(events)
     hist_texts = _texts(hist)
     unique = list(dict.fromkeys([*new_texts, *hist_texts]))
@@ -310,5 +313,5 @@ def event_context(
                     }
                 )
     if not rows:
-        return _empty_context()
+        return empty_frame(EVENT_CONTEXT_COLUMNS)
     return pd.DataFrame(rows, columns=list(EVENT_CONTEXT_COLUMNS)).astype(EVENT_CONTEXT_COLUMNS)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from trading_assets.decision.risk import SIGNAL_PREFIX
 from trading_assets.schemas import MARKET_TZ, conform, empty_frame
 
 LEDGER_COLUMNS: dict[str, str] = {
@@ -108,7 +109,7 @@ def _exit_from_flatten(order: Any, others: Sequence[Any]) -> tuple[str, float, p
             other.symbol == order.symbol
             and other.side == opposite
             and other.status == "filled"
-            and not str(other.client_order_id).startswith("sig-")
+            and not str(other.client_order_id).startswith(SIGNAL_PREFIX)
             and other.filled_at is not None
             and other.filled_at >= order.filled_at
             and other.filled_avg_price

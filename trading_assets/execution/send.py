@@ -85,6 +85,15 @@ class SendContext:
     opened: set[str] = field(default_factory=set)
 
 
+def _order_value(signal: Mapping[str, Any], quote: Quote | None) -> float:
+    """What the order would cost at the quote (ask for a buy, bid for a sell), else at entry."""
+    if quote is None:
+        price = float(signal["entry"])
+    else:
+        price = quote.ask if signal["action"] == "BUY" else quote.bid
+    return int(signal["qty"]) * price
+
+
 def send_time_problems(
     signal: Mapping[str, Any], quote: Quote | None, ctx: SendContext, controls: TradingControls
 ) -> list[str]:
@@ -101,10 +110,7 @@ def send_time_problems(
     if ctx.account.trading_blocked:
         problems.append(f"account trading blocked (status {ctx.account.status})")
     problems += quote_problems(quote, now, controls)
-    qty = int(signal["qty"])
-    price = quote.ask if quote is not None and signal["action"] == "BUY" else None
-    price = price or (quote.bid if quote is not None else float(signal["entry"]))
-    value = qty * price
+    value = _order_value(signal, quote)
     room = ctx.account.buying_power - ctx.committed
     if value > room:
         problems.append(f"buying power {_money(room)} < order value {_money(value)}")
@@ -142,7 +148,7 @@ def execute_signal(
         return {k: v for k, v in prior.items() if k != "run_id"}  # decided once, for good
     existing = client.order_by_client_id(sid)
     if existing is not None:
-        return sent_row(signal, existing, broker, now, note="")
+        return sent_row(signal, existing, broker, now)
     quote = client.latest_quote(str(signal["ticker"]))
     problems = send_time_problems(signal, quote, ctx, controls)
     if problems:
@@ -161,8 +167,7 @@ def execute_signal(
         return unsent_row(signal, "rejected", f"broker refused: {exc}", broker, now, attempts=1)
     except BrokerUnavailable as exc:
         return unsent_row(signal, "error", f"broker unavailable: {exc}", broker, now)
-    price = quote.ask if side == "buy" and quote is not None else (quote.bid if quote else 0.0)
-    ctx.committed += int(signal["qty"]) * price
+    ctx.committed += _order_value(signal, quote)
     ctx.opened.add(str(signal["ticker"]))
     note = "" if result.outcome == "submitted" else "already at the broker (found by its id)"
     return sent_row(signal, result.order, broker, now, attempts=result.attempts, note=note)
