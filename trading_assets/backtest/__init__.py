@@ -1,0 +1,1 @@
+"""The backtest: simulated fills of the trade signals, performance metrics and baselines."""
