@@ -15,9 +15,11 @@ from dagster import (
 )
 
 from resources.broker import BrokerError, BrokerResource
+from resources.trading_controls import LIVE_TAG
 from trading_assets.assets.ingest import MINUTES
 
-LIVE_TAG = "trading/live"  # set by the intraday schedule (and the replay): runs that may trade
+__all__ = ["LIVE_TAG"]  # re-exported: the schedules and the sensor read it from here
+
 
 intraday_job = define_asset_job(
     name="intraday_job",

@@ -17,6 +17,7 @@ from trading_assets.decision.risk import RiskLimits
 
 _DEFAULTS = RiskLimits()
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+LIVE_TAG = "trading/live"  # set by the intraday schedule (and the replay): runs that may trade
 
 
 class TradingControls(ConfigurableResource):
@@ -38,11 +39,15 @@ class TradingControls(ConfigurableResource):
 
     kill_switch: bool = Field(False, description="block every new entry (TRADING_KILL_SWITCH)")
     portfolio_source: str = Field(
-        "broker",
-        description="broker: account and positions from the broker at decision time (live and "
-        "paper); ledger: rebuilt from the broker_orders ledger as of the minute (no broker call)",
+        "auto",
+        description="auto: broker for a run tagged trading/live (the schedule's), backtest for "
+        "any other run (a backfill); broker: account and positions from the broker at decision "
+        "time; ledger: rebuilt from the broker_orders ledger as of the minute (no broker call); "
+        "backtest: the session's earlier signals filled by the paper broker's rules",
     )
-    ledger_equity: float = Field(100_000.0, description="starting equity for the ledger source")
+    starting_equity: float = Field(
+        100_000.0, description="the account's equity at a session's start (ledger, backtest)"
+    )
     max_state_lag_minutes: int = Field(
         3, description="broker source: how far the broker clock may be past the minute's close"
     )
@@ -54,6 +59,12 @@ class TradingControls(ConfigurableResource):
         120, description="skip when the latest quote is older (stale or halted)"
     )
 
+    def source_for(self, live: bool) -> str:
+        """The portfolio source a run uses: `auto` follows whether the run may trade."""
+        if self.portfolio_source == "auto":
+            return "broker" if live else "backtest"
+        return self.portfolio_source
+
     def limits(self) -> RiskLimits:
         return RiskLimits(
             **{name: getattr(self, name) for name in RiskLimits.model_fields if hasattr(self, name)}
@@ -64,5 +75,5 @@ def controls_from_env() -> TradingControls:
     env = os.environ.get
     return TradingControls(
         kill_switch=env("TRADING_KILL_SWITCH", "").strip().lower() in TRUE_WORDS,
-        portfolio_source=env("TRADING_PORTFOLIO_SOURCE", "broker"),
+        portfolio_source=env("TRADING_PORTFOLIO_SOURCE", "auto"),
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dagster import Definitions, in_process_executor, mem_io_manager
 
+from jobs.backtest import backtest_job
 from jobs.ingest import ingest_job
 from jobs.research import research_job
 from jobs.schedules import flatten_schedule, intraday_schedule, ledger_schedule
@@ -20,11 +21,13 @@ from resources.warehouse import warehouse_io_manager, warehouse_resource
 from sensors.failures import run_failure_alert
 from sensors.signals import trade_signal_sensor
 from trading_assets.assets.analysts import analyst_team, debate_triggers
+from trading_assets.assets.backtest import backtest_fills
 from trading_assets.assets.decision import trade_signals
 from trading_assets.assets.execution import MEMORY, broker_orders
 from trading_assets.assets.ingest import bars, fundamentals, news
 from trading_assets.assets.research import debate, researchers
 from trading_assets.checks.agents import AGENT_CHECKS
+from trading_assets.checks.backtest import BACKTEST_CHECKS
 from trading_assets.checks.decision import DECISION_CHECKS
 from trading_assets.checks.ingest import INGEST_CHECKS
 
@@ -84,10 +87,11 @@ def build_definitions(
             *(bars, news, fundamentals, debate_triggers, analyst_team, researchers, debate),
             trade_signals,
             broker_orders,
+            backtest_fills,
         ],
-        asset_checks=[*INGEST_CHECKS, *AGENT_CHECKS, *DECISION_CHECKS],
+        asset_checks=[*INGEST_CHECKS, *AGENT_CHECKS, *DECISION_CHECKS, *BACKTEST_CHECKS],
         jobs=[
-            *(ingest_job, research_job, intraday_job, decision_job),
+            *(ingest_job, research_job, intraday_job, decision_job, backtest_job),
             *(execute_signals, close_all_positions),
         ],
         schedules=[intraday_schedule, flatten_schedule, ledger_schedule],

@@ -6,27 +6,47 @@ sensor keys its runs on, so the sensor never has to open the warehouse.
 """
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    Failure,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
 from dagster_duckdb import DuckDBResource
 
 from resources.broker import BrokerConfigError, BrokerError, BrokerResource
 from resources.market_data import MarketDataResource
-from resources.trading_controls import TradingControls
+from resources.trading_controls import LIVE_TAG, TradingControls
 from resources.warehouse import SCHEMA, table_exists
 from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
+from trading_assets.backtest.simulate import session_signals
 from trading_assets.decision.risk import PortfolioState
 from trading_assets.decision.signals import (
+    SIGNAL_COLUMNS,
     actionable,
     batch_id,
     minute_signals,
     proposals_by_minute,
     signal_frame,
 )
-from trading_assets.decision.sources import state_from_broker, state_from_ledger
-from trading_assets.partitions import session_bounds
+from trading_assets.decision.sources import (
+    state_from_backtest,
+    state_from_broker,
+    state_from_ledger,
+)
+from trading_assets.partitions import FULL_SESSION_MINUTES, session_bounds
+from trading_assets.schemas import conform
 
 LEDGER_TABLE = f"{SCHEMA}.broker_orders"
+SIGNALS_TABLE = f"{SCHEMA}.trade_signals"
+SOURCES = ("broker", "ledger", "backtest")
+# A run's first minute may be its session's last: one session back reaches every earlier bar.
+SESSION_HISTORY = TimeWindowPartitionMapping(
+    start_offset=-FULL_SESSION_MINUTES, allow_nonexistent_upstream_partitions=True
+)
 
 
 def read_ledger(warehouse: DuckDBResource, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
@@ -61,7 +81,7 @@ def _broker_state(
                 f"portfolio_source=broker is only valid for the minute just closed: minute "
                 f"{minute:%Y-%m-%d %H:%M} closed at {closed.isoformat()}, the broker's clock is "
                 f"{now.isoformat()} ({lag:+.1f} min, allowed 0..{controls.max_state_lag_minutes})."
-                " Backfills size from the ledger: set TradingControls portfolio_source='ledger'."
+                " Backfills size on the backtest book: portfolio_source 'auto' or 'backtest'."
             ),
             allow_retries=False,
         )
@@ -71,8 +91,27 @@ def _broker_state(
     return state_from_broker(client, as_of, utc_open, controls.kill_switch, controls.limits())
 
 
+def read_session_signals(
+    warehouse: DuckDBResource, first: pd.Timestamp, before: pd.Timestamp
+) -> pd.DataFrame:
+    """Stored signals with minutes in [first, before): the session's decisions made by earlier
+    runs, which a backtest run starting mid-session must fill before it decides."""
+    with warehouse.get_connection() as conn:
+        if first >= before or not table_exists(conn, "trade_signals"):
+            return pd.DataFrame()
+        frame = conn.execute(
+            f"SELECT * FROM {SIGNALS_TABLE} WHERE minute >= ? AND minute < ?",
+            [first.to_pydatetime(), before.to_pydatetime()],
+        ).df()
+    return conform(frame, SIGNAL_COLUMNS) if len(frame) else frame
+
+
 @asset(
-    ins={"debate": AssetIn(), "technical_analysis": AssetIn()},
+    ins={
+        "debate": AssetIn(),
+        "technical_analysis": AssetIn(),
+        "bars": AssetIn(partition_mapping=SESSION_HISTORY),
+    },
     metadata={"partition_expr": PARTITION_EXPR},
     group_name="decision",
     kinds={"pandas", "duckdb"},
@@ -86,43 +125,55 @@ def trade_signals(
     warehouse: DuckDBResource,
     debate: pd.DataFrame,
     technical_analysis: pd.DataFrame,
+    bars: pd.DataFrame,
 ) -> pd.DataFrame:
     """The trading agent's proposal for every debated BUY/SELL verdict, validated, sized and
-    gated by the risk manager against the portfolio (from the broker, or from the ledger as of
-    the minute): approved, resized or rejected, each with its reasons."""
+    gated by the risk manager against the portfolio: approved, resized or rejected, each with
+    its reasons. A live run (the schedule's) sizes on the broker's book; a backfill sizes on the
+    book its own earlier signals would have built under the paper broker's fill rules, so a
+    backfill is a backtest of exactly what live would have done."""
     minutes = run_minutes(context)
     proposals = proposals_by_minute(debate, technical_analysis)
     limits, sectors = controls.limits(), market_data.sectors()
-    source = controls.portfolio_source
-    if source not in ("broker", "ledger"):
-        raise Failure(description=f"portfolio_source must be broker or ledger, got {source!r}")
+    source = controls.source_for(live=context.run.tags.get(LIVE_TAG) == "true")
+    if source not in SOURCES:
+        raise Failure(description=f"portfolio_source must be auto or one of {SOURCES}: {source!r}")
     if source == "broker" and len(proposals) > 1:
         raise Failure(
             description=f"{len(proposals)} minutes with proposals in one run: the broker's book "
-            "is only valid for the minute just closed; use portfolio_source='ledger' to backfill",
+            "is only valid for the minute just closed; backfills size on the backtest book "
+            "(portfolio_source 'auto' or 'backtest')",
             allow_retries=False,
         )
     ledger = pd.DataFrame()
     if source == "ledger" and proposals:
         first_day = minutes.min().normalize() - pd.Timedelta(days=7)
         ledger = read_ledger(warehouse, first_day, minutes.max())
-    frames = []
+    stored = pd.DataFrame()
+    if source == "backtest" and proposals:
+        stored = read_session_signals(warehouse, minutes.min().normalize(), minutes.min())
+    frames: list[pd.DataFrame] = []
     for minute, batch in proposals.items():
         bounds = session_bounds(minute.date())
         if bounds is None:
             raise Failure(description=f"{minute} is not in an NYSE session")
+        as_of = (minute + pd.Timedelta(minutes=1)).to_pydatetime()
         try:
-            state = (
-                _broker_state(context, broker, controls, minute, bounds[0])
-                if source == "broker"
-                else state_from_ledger(
-                    ledger,
-                    (minute + pd.Timedelta(minutes=1)).to_pydatetime(),
-                    controls.ledger_equity,
+            if source == "broker":
+                state = _broker_state(context, broker, controls, minute, bounds[0])
+            elif source == "ledger":
+                state = state_from_ledger(
+                    ledger, as_of, controls.starting_equity, controls.kill_switch, limits
+                )
+            else:
+                state = state_from_backtest(
+                    session_signals([stored, *frames], minute),
+                    bars,
+                    minute,
+                    controls.starting_equity,
                     controls.kill_switch,
                     limits,
                 )
-            )
         except BrokerError as exc:
             raise Failure(description=f"portfolio state from the broker failed: {exc}") from exc
         signals = minute_signals(batch, state, limits, sectors, minute, bounds[1])

@@ -42,7 +42,7 @@ SIGNAL_COLUMNS: dict[str, str] = {
     "reasons": "string",  # JSON list: why it was rejected or cut
     "model": "string",  # who produced the verdict (rules-N or the model)
     "rationale": "string",
-    "portfolio_source": "string",  # broker | ledger: where the risk manager's state came from
+    "portfolio_source": "string",  # broker | ledger | backtest: the risk manager's state
     "equity": "float64",  # the equity the sizes were computed from
     "open_positions": "int64",  # positions open before this minute's batch
 }

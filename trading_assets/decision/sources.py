@@ -4,7 +4,9 @@
   them at decision time. Only honest for the minute just closed, so the asset refuses it for a
   minute far behind the broker's clock (a backfill must not size past trades on today's book).
 * ledger: rebuilt from `broker_orders` rows as of the minute (fills stamped before the minute's
-  close only), starting from a configured equity; no broker call, so it also serves backfills.
+  close only), starting from a configured equity; no broker call.
+* backtest (backfills): the session's earlier signals filled by the paper broker's rules over
+  the bars up to the minute (`trading_assets/backtest/simulate.py`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from resources.broker import BrokerClient, OrderState
+from trading_assets.backtest.simulate import simulate_fills
 from trading_assets.decision.portfolio import (
     FillEvent,
     closed_trades,
@@ -22,6 +26,8 @@ from trading_assets.decision.portfolio import (
     positions_from_fills,
 )
 from trading_assets.decision.risk import SIGNAL_PREFIX, PortfolioState, Position, RiskLimits
+from trading_assets.decision.signals import actionable
+from trading_assets.execution.fills import FillModel
 from trading_assets.execution.ledger import SENT_STATES, naive_ny
 
 
@@ -153,6 +159,71 @@ def state_from_ledger(
         entries_today=entries,
         as_of=as_of,
         day_start_equity=start_equity,
+        kill_switch=kill_switch,
+        limits=limits,
+    )
+
+
+def simulated_fill_events(fills: pd.DataFrame) -> list[FillEvent]:
+    """The broker's view of simulated fills: one event per order (entry or exit leg) with its
+    average price, stamped at its last fill's bar close, as `broker_fills` reports them."""
+    if fills.empty:
+        return []
+    frame = fills.assign(
+        leg=np.where(fills["reason"] == "entry", "entry", fills["reason"]),
+        notional=fills["qty"] * fills["price"],
+    )
+    events = []
+    for (trade_id, leg), rows in frame.groupby(["trade_id", "leg"], sort=False):
+        qty = float(rows["qty"].sum())
+        events.append(
+            FillEvent(
+                symbol=str(rows["ticker"].iloc[0]),
+                side=str(rows["side"].iloc[0]),  # type: ignore[arg-type]
+                qty=qty,
+                price=float(rows["notional"].sum()) / qty,
+                at=(pd.Timestamp(rows["minute"].max()) + pd.Timedelta(minutes=1)).to_pydatetime(),
+                order_id=f"{trade_id}-{leg}",
+            )
+        )
+    return sorted(events, key=lambda f: f.at)
+
+
+def state_from_backtest(
+    earlier_signals: pd.DataFrame,
+    bars: pd.DataFrame,
+    minute: pd.Timestamp,
+    equity: float,
+    kill_switch: bool,
+    limits: RiskLimits | None = None,
+    model: FillModel | None = None,
+) -> PortfolioState:
+    """The book a backtest holds at the close of `minute`: this session's earlier signals run
+    through the paper broker's fill rules over the bars up to `minute` (no later bar is read).
+
+    Each session starts flat from `equity`, as a fresh paper account would; the equity curve of
+    `backtest_performance` carries P&L across sessions, the sizing here does not.
+    """
+    day = minute.normalize()
+    session = bars[(bars["minute"] >= day) & (bars["minute"] <= minute)]
+    fills = simulate_fills(earlier_signals, session, model or FillModel(), horizon=minute)
+    events = simulated_fill_events(fills)
+    marks = session.sort_values("minute").groupby("ticker")["close"].last()
+    positions = [
+        p.model_copy(update={"mark": float(marks[p.ticker])}) if p.ticker in marks.index else p
+        for p in positions_from_fills(events)
+    ]
+    cash = equity + float(fills["cash_delta"].sum())
+    value = sum(p.qty * (p.mark or p.avg_price) for p in positions)
+    entries = len(actionable(earlier_signals)) if len(earlier_signals) else 0
+    return portfolio_state(
+        equity=cash + value,
+        cash=cash,
+        positions=positions,
+        fills_today=events,
+        entries_today=entries,
+        as_of=(minute + pd.Timedelta(minutes=1)).to_pydatetime(),
+        day_start_equity=equity,
         kill_switch=kill_switch,
         limits=limits,
     )

@@ -1,0 +1,7 @@
+{#- No row repeats the combination of `columns` (dbt_utils has this; packages need a download). -#}
+{% test unique_combination(model, columns) %}
+select {{ columns | join(", ") }}, count(*) as n
+from {{ model }}
+group by {{ columns | join(", ") }}
+having count(*) > 1
+{% endtest %}
