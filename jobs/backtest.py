@@ -13,3 +13,10 @@ backtest_job = define_asset_job(
     "ingest to trade_signals (sized on the backtest's own book), then backtest_fills. It is "
     "the live path's code over a range; nothing is sent to a broker.",
 )
+
+backtest_report_job = define_asset_job(
+    name="backtest_report_job",
+    selection=AssetSelection.assets("backtest_performance"),
+    description="Score every fully backtested session: the team against the baselines, with "
+    "the equity and drawdown chart.",
+)

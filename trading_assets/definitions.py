@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dagster import Definitions, in_process_executor, mem_io_manager
 
-from jobs.backtest import backtest_job
+from jobs.backtest import backtest_job, backtest_report_job
 from jobs.ingest import ingest_job
 from jobs.research import research_job
 from jobs.schedules import flatten_schedule, intraday_schedule, ledger_schedule
@@ -21,7 +21,7 @@ from resources.warehouse import warehouse_io_manager, warehouse_resource
 from sensors.failures import run_failure_alert
 from sensors.signals import trade_signal_sensor
 from trading_assets.assets.analysts import analyst_team, debate_triggers
-from trading_assets.assets.backtest import backtest_fills
+from trading_assets.assets.backtest import backtest_fills, backtest_performance
 from trading_assets.assets.decision import trade_signals
 from trading_assets.assets.execution import MEMORY, broker_orders
 from trading_assets.assets.ingest import bars, fundamentals, news
@@ -88,10 +88,12 @@ def build_definitions(
             trade_signals,
             broker_orders,
             backtest_fills,
+            backtest_performance,
         ],
         asset_checks=[*INGEST_CHECKS, *AGENT_CHECKS, *DECISION_CHECKS, *BACKTEST_CHECKS],
         jobs=[
-            *(ingest_job, research_job, intraday_job, decision_job, backtest_job),
+            *(ingest_job, research_job, intraday_job, decision_job),
+            *(backtest_job, backtest_report_job),
             *(execute_signals, close_all_positions),
         ],
         schedules=[intraday_schedule, flatten_schedule, ledger_schedule],

@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     opened = bounds[0].tz_localize("America/New_York").tz_convert("UTC")
     broker = PaperBroker(broker_db, start_time=opened, initial_cash=INITIAL_CASH).start()
     os.environ |= {"TRADING_BROKER_MODE": "embedded", "TRADING_BROKER_URL": broker.url}
-    os.environ.setdefault("TRADING_PORTFOLIO_SOURCE", "broker")
     warehouse = warehouse_path()
     if warehouse.exists():  # the old ledger belongs to an old paper account
         with duckdb.connect(str(warehouse)) as conn:

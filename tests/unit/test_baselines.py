@@ -59,6 +59,10 @@ def test_every_baseline_writes_the_fill_contract_and_closes_every_trade(
         assert (fills.groupby("trade_id")["position_side"].nunique() == 1).all()
         assert (fills["slippage_cost"] >= 0).all()
     assert set(runs["buy_and_hold"]["ticker"]) == set(bars["ticker"])
+    # mean reversion trades both ways, and a short is covered by its signal, not only at the close
+    fades = runs["zero_mean_reversion"]
+    short = fades[fades["position_side"] == "short"]
+    assert (short["reason"] == "exit").any() and (short["side"] == "buy").any()
 
 
 def test_buy_and_hold_equals_the_arithmetic_on_the_first_open_and_last_close(
@@ -158,12 +162,16 @@ def test_no_look_ahead_scrambling_or_cutting_the_future_changes_no_earlier_fill(
 
 @pytest.mark.parametrize("name", list(BASELINES))
 def test_targets_are_causal_and_in_range(name: str, bars: pd.DataFrame) -> None:
-    series = one(bars, "MSFT").iloc[:1200]
-    cut = 700
+    """Random prices after a cut change no target up to it (nor does cutting the bars there)."""
+    series = one(bars, "MSFT").iloc[:1600]
     full = BASELINES[name](series)
-    short = BASELINES[name](series.iloc[:cut])
     assert set(full.unique()) <= {-1, 0, 1}
-    assert (full.iloc[:cut].to_numpy() == short.to_numpy()).all()
+    for seed, cut in enumerate((450, 700, 1111, 1500)):
+        at = series["minute"].iloc[cut]
+        scrambled = BASELINES[name](scrambled_after(series, at, seed))
+        cut_short = BASELINES[name](series.iloc[: cut + 1])
+        assert (full.iloc[: cut + 1].to_numpy() == scrambled.iloc[: cut + 1].to_numpy()).all()
+        assert (full.iloc[: cut + 1].to_numpy() == cut_short.to_numpy()).all()
 
 
 def test_kdj_rsi_enters_only_when_both_are_oversold(bars: pd.DataFrame) -> None:

@@ -4,15 +4,36 @@
 what was knowable at m's close; a backfill of any range of minutes is a backtest of that range.
 """
 
+import datetime as dt
+
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    Config,
+    DagsterInstance,
+    Failure,
+    MetadataValue,
+    asset,
+)
+from dagster_duckdb import DuckDBResource
+from duckdb import DuckDBPyConnection
 from pydantic import Field
 
+from resources.llm import LLMResource
+from resources.warehouse import SCHEMA, data_dir, table_exists
 from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
 from trading_assets.assets.decision import SESSION_HISTORY
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
-from trading_assets.backtest.simulate import simulate_fills
+from trading_assets.backtest.baselines import run_baselines
+from trading_assets.backtest.chart import equity_chart_png, markdown_image
+from trading_assets.backtest.metrics import equity_curve, per_ticker, performance_table
+from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS
+from trading_assets.backtest.simulate import STRATEGY, simulate_fills
 from trading_assets.execution.fills import FillModel
+from trading_assets.partitions import PARTITION_FMT, session_bounds
+from trading_assets.schemas import conform
 
 _COSTS = FillModel()
 
@@ -65,3 +86,147 @@ def backtest_fills(
         }
     )
     return stamped(fills, context)
+
+
+AGENT_TABLES = (
+    "technical_analysis",
+    "fundamental_analysis",
+    "sentiment_analysis",
+    "macro_analysis",
+    "bull_case",
+    "bear_case",
+    "debate",
+)
+
+
+class PerformanceConfig(Config):
+    """Which sessions to score and the baselines' costs (the agents' fills are already made)."""
+
+    starting_equity: float = Field(100_000.0, gt=0)
+    first_session: str = Field("", description="YYYY-MM-DD; default: the first backtested")
+    last_session: str = Field("", description="YYYY-MM-DD; default: the last backtested")
+    costs: FillCosts = Field(default_factory=FillCosts)
+
+
+def backtested_sessions(instance: DagsterInstance) -> list[dt.date]:
+    """Sessions whose every minute of `backtest_fills` has been materialized."""
+    keys = instance.get_materialized_partitions(AssetKey("backtest_fills"))
+    done = pd.Series(1, index=pd.to_datetime(sorted(keys), format=PARTITION_FMT))
+    sessions = []
+    for day, count in done.groupby(done.index.date).sum().items():
+        bounds = session_bounds(day)
+        if bounds is not None and count == (bounds[1] - bounds[0]) / pd.Timedelta(minutes=1):
+            sessions.append(day)
+    return sessions
+
+
+def _llm_cost(conn: DuckDBPyConnection, llm: LLMResource, first: dt.date, end: dt.date) -> float:
+    """What the team's model calls over the sessions cost at the resource's prices (tokens are
+    recorded per row when a call is made; a cached re-run still carries them)."""
+    tokens_in = tokens_out = 0
+    for table in AGENT_TABLES:
+        if not table_exists(conn, table):
+            continue
+        row = conn.execute(
+            f"SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0) "
+            f"FROM {SCHEMA}.{table} WHERE minute >= ? AND minute < ?",
+            [first, end],
+        ).fetchone()
+        tokens_in, tokens_out = tokens_in + int(row[0]), tokens_out + int(row[1])
+    return (tokens_in * llm.input_usd_per_mtok + tokens_out * llm.output_usd_per_mtok) / 1e6
+
+
+@asset(
+    deps=["backtest_fills", "bars", "trade_signals", *AGENT_TABLES],
+    group_name="backtest",
+    kinds={"pandas", "duckdb"},
+)
+def backtest_performance(
+    context: AssetExecutionContext,
+    config: PerformanceConfig,
+    warehouse: DuckDBResource,
+    llm: LLMResource,
+) -> pd.DataFrame:
+    """The team against the TradingAgents paper's baselines over every fully backtested
+    session, all through the same fill model: return, Sharpe, Sortino, drawdown, win rate,
+    profit factor, turnover, exposure, trades and the LLM bill; a row per ticker too; the
+    equity and drawdown chart in the metadata."""
+    sessions = backtested_sessions(context.instance)
+    if config.first_session:
+        sessions = [d for d in sessions if d >= dt.date.fromisoformat(config.first_session)]
+    if config.last_session:
+        sessions = [d for d in sessions if d <= dt.date.fromisoformat(config.last_session)]
+    if not sessions:
+        raise Failure(
+            description="no session is fully backtested: backfill backtest_job over whole "
+            "sessions first (e.g. 2026-03-12-09:30...2026-03-27-15:59)",
+            allow_retries=False,
+        )
+    first, end = sessions[0], sessions[-1] + dt.timedelta(days=1)
+    days = [pd.Timestamp(d) for d in sessions]
+    with warehouse.get_connection() as conn:
+        bars = conn.execute(
+            f"SELECT * FROM {SCHEMA}.bars WHERE minute >= ? AND minute < ? ORDER BY minute, ticker",
+            [first, end],
+        ).df()
+        fills = conn.execute(
+            f"SELECT * FROM {SCHEMA}.backtest_fills WHERE minute >= ? AND minute < ?",
+            [first, end],
+        ).df()
+        llm_cost = _llm_cost(conn, llm, first, end)
+    bars = bars[bars["minute"].dt.normalize().isin(days)]
+    fills = fills[fills["minute"].dt.normalize().isin(days)]
+    agents = conform(fills, BACKTEST_FILL_COLUMNS)
+    runs = {STRATEGY: agents, **run_baselines(bars, config.costs.model(), config.starting_equity)}
+    equity = config.starting_equity
+    table = performance_table(runs, bars, equity, llm_cost_usd={STRATEGY: llm_cost})
+    table.insert(1, "scope", "all")
+    tickers = [
+        per_ticker(run, bars, equity).assign(strategy=name, scope="ticker")
+        for name, run in runs.items()
+    ]
+    frame = pd.concat([table, *tickers], ignore_index=True)
+    frame.insert(2, "sessions", len(sessions))
+    curves = {name: equity_curve(run, bars, equity) for name, run in runs.items()}
+    png = equity_chart_png(curves, f"{len(sessions)} sessions {first} .. {sessions[-1]}")
+    chart_path = data_dir() / "backtest" / "equity_drawdown.png"
+    chart_path.parent.mkdir(parents=True, exist_ok=True)
+    chart_path.write_bytes(png)
+    context.add_output_metadata(
+        {
+            "sessions": len(sessions),
+            "first_session": str(first),
+            "last_session": str(sessions[-1]),
+            "performance": MetadataValue.md(performance_markdown(table)),
+            "equity_and_drawdown": MetadataValue.md(markdown_image(png, "equity and drawdown")),
+            "chart_path": MetadataValue.path(str(chart_path)),
+            "agents_cumulative_return": float(table.loc[0, "cumulative_return"]),
+            "llm_cost_usd": round(llm_cost, 4),
+        }
+    )
+    return frame
+
+
+def performance_markdown(table: pd.DataFrame) -> str:
+    """The strategy table as the UI and the terminal show it (returns in percent)."""
+    shown = table[["strategy", *SHOWN]].copy()
+    for column in PERCENT:
+        shown[column] = (shown[column] * 100).round(2)
+    return shown.round(3).to_markdown(index=False)
+
+
+PERCENT = ("cumulative_return", "annualised_return", "max_drawdown", "win_rate", "exposure")
+SHOWN = (
+    "cumulative_return",
+    "annualised_return",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "win_rate",
+    "profit_factor",
+    "turnover",
+    "exposure",
+    "trades",
+    "commissions",
+    "llm_cost_usd",
+)

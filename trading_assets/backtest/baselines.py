@@ -62,6 +62,10 @@ def _target(values: np.ndarray | pd.Series, bars: pd.DataFrame) -> pd.Series:
     )
 
 
+def _sign(value: float) -> int:
+    return (value > 0) - (value < 0)
+
+
 def _session_starts(bars: pd.DataFrame) -> np.ndarray:
     dates = bars["minute"].dt.date.to_numpy()
     starts = np.ones(len(dates), dtype=bool)
@@ -206,15 +210,19 @@ def simulate_targets(
         raise ValueError(f"simulate_targets takes one ticker's bars, got {list(tickers)}")
     ticker = str(tickers[0])
     minutes = pd.DatetimeIndex(bars["minute"])
-    wanted = targets.reindex(minutes).fillna(0).astype("int64").to_numpy()
+    wanted = np.sign(targets.reindex(minutes).fillna(0).astype("int64").to_numpy()).tolist()
+    stamps = minutes.tolist()  # boxed once: indexing a DatetimeIndex in the loop is slow
     opens = bars["open"].to_numpy(dtype="float64")
     closes = bars["close"].to_numpy(dtype="float64")
     volumes = bars["volume"].to_numpy(dtype="float64")
-    starts = _session_starts(bars)
-    lasts = np.append(starts[1:], True)
-    if not flat_at_close:
-        lasts = np.zeros(len(bars), dtype=bool)
-        lasts[-1] = True
+    session_starts = _session_starts(bars)
+    lasts = (
+        np.append(session_starts[1:], True)
+        if flat_at_close
+        else np.arange(len(bars)) == len(bars) - 1
+    )
+    starts = session_starts.tolist()
+    lasts = lasts.tolist()
 
     rows: list[dict[str, object]] = []
     position = 0.0  # signed shares held
@@ -247,18 +255,18 @@ def simulate_targets(
         )
 
     for i in range(len(bars)):
-        minute = minutes[i]
+        minute = stamps[i]
         if flat_at_close and starts[i]:
             goal, goal_dir = 0.0, 0
         if i == 0:
-            decision: int | None = int(np.sign(open_target))
+            decision: int | None = _sign(open_target)
             decision_minute = minute
         elif flat_at_close and starts[i]:
             decision = None  # the previous session's last-bar decision does nothing
             decision_minute = minute
         else:
-            decision = int(np.sign(wanted[i - 1]))
-            decision_minute = minutes[i - 1]
+            decision = wanted[i - 1]
+            decision_minute = stamps[i - 1]
         if decision is not None and decision != goal_dir:
             goal_dir = decision
             decided_at = decision_minute
@@ -270,7 +278,7 @@ def simulate_targets(
                 goal = float(decision * max(shares, 0))
         bar = {"open": opens[i], "close": closes[i], "volume": volumes[i], "timestamp": minute}
         used = 0.0
-        if position != 0 and np.sign(goal) != np.sign(position):
+        if position != 0 and _sign(goal) != _sign(position):
             exit_side: Side = "sell" if position > 0 else "buy"
             fill = model.entry_fill(exit_side, abs(position), bar)
             if fill is not None:
@@ -279,7 +287,7 @@ def simulate_targets(
                 position += fill.qty if exit_side == "buy" else -fill.qty
                 if position == 0:
                     trade_id = None
-        if goal != 0 and (position == 0 or np.sign(position) == np.sign(goal)):
+        if goal != 0 and (position == 0 or _sign(position) == _sign(goal)):
             missing = abs(goal) - abs(position)
             if missing > 0:
                 left = volumes[i] - used / model.max_volume_fraction
