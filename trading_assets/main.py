@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="HH:MM-HH:MM: run the full intraday_job per minute there (the schedule's path)",
     )
+    parser.add_argument(
+        "--backtest",
+        default="2026-03-12-09:30...2026-03-27-15:59",
+        help="partition range to backtest after the replay, or 'none' (%(default)s)",
+    )
     args = parser.parse_args(argv)
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
@@ -135,9 +140,22 @@ def main(argv: list[str] | None = None) -> int:
             if f"{stage}_median" in figures:
                 print(f"  {stage[:-2]:<10} {figures[f'{stage}_median']:6.1f} / "
                       f"{figures[f'{stage}_max']:6.1f}")  # fmt: skip
+    if args.backtest != "none":
+        from dagster import DagsterInstance
+
+        from trading_assets.backfill import print_table, run_backtest
+
+        first_key, last_key = args.backtest.split("...")
+        print()
+        with DagsterInstance.get() as instance:
+            backtest = run_backtest(instance, first_key, last_key)
+        print_table(backtest)
+        print(f"(backtest run {backtest.backtest_s:.0f} s, report {backtest.report_s:.0f} s; "
+              f"chart: {data_dir() / 'backtest' / 'equity_drawdown.png'})")  # fmt: skip
     print(f"\ninstance: {home}   warehouse: {warehouse}   paper broker: {broker_db}")
     print("UI: make ui, then http://127.0.0.1:3000 -> Assets (Global asset lineage: bars ..")
-    print("    broker_orders), Runs (execute_signals launched by trade_signal_sensor), Automation.")
+    print("    broker_orders, backtest_performance with its chart), Runs (execute_signals")
+    print("    launched by trade_signal_sensor, backtest_job), Automation.")
     return 0
 
 

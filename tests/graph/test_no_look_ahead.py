@@ -15,7 +15,7 @@ from resources.providers.replay import BUNDLED_REPLAY_DIR
 from tests.graph.conftest import make_graph
 
 SESSION = "2026-03-24"  # headlines arrive during the session, before and after m
-FIRST, CUT, LAST = f"{SESSION} 09:30", f"{SESSION} 10:30", f"{SESSION} 11:15"
+FIRST, CUT, LAST = f"{SESSION} 09:30", f"{SESSION} 10:30", f"{SESSION} 10:59"
 TABLES = [
     "bars",
     "news",
