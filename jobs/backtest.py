@@ -16,7 +16,10 @@ backtest_job = define_asset_job(
 
 backtest_report_job = define_asset_job(
     name="backtest_report_job",
-    selection=AssetSelection.assets("backtest_performance"),
-    description="Score every fully backtested session: the team against the baselines, with "
-    "the equity and drawdown chart.",
+    selection=AssetSelection.assets("baseline_fills", "backtest_performance")
+    | AssetSelection.groups("marts"),
+    description="Score every fully backtested session: the team against the baselines with "
+    "the equity and drawdown chart, then the dbt marts (trades, daily P&L, strategy "
+    "performance, the agents' scorecard) with dbt's tests as checks. Not while intraday_job "
+    "runs: dbt needs the DuckDB file to itself.",
 )

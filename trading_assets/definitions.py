@@ -21,7 +21,8 @@ from resources.warehouse import warehouse_io_manager, warehouse_resource
 from sensors.failures import run_failure_alert
 from sensors.signals import trade_signal_sensor
 from trading_assets.assets.analysts import analyst_team, debate_triggers
-from trading_assets.assets.backtest import backtest_fills, backtest_performance
+from trading_assets.assets.backtest import backtest_fills, backtest_performance, baseline_fills
+from trading_assets.assets.dbt import dbt_resource, warehouse_marts
 from trading_assets.assets.decision import trade_signals
 from trading_assets.assets.execution import MEMORY, broker_orders
 from trading_assets.assets.ingest import bars, fundamentals, news
@@ -88,7 +89,9 @@ def build_definitions(
             trade_signals,
             broker_orders,
             backtest_fills,
+            baseline_fills,
             backtest_performance,
+            warehouse_marts,
         ],
         asset_checks=[*INGEST_CHECKS, *AGENT_CHECKS, *DECISION_CHECKS, *BACKTEST_CHECKS],
         jobs=[
@@ -105,6 +108,7 @@ def build_definitions(
             "llm": llm or llm_from_env(warehouse),
             "broker": broker or broker_from_env(),
             "controls": controls or controls_from_env(),
+            "dbt": dbt_resource(),
             MEMORY: mem_io_manager,
         },
         executor=in_process_executor,

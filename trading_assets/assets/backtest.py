@@ -22,6 +22,7 @@ from duckdb import DuckDBPyConnection
 from pydantic import Field
 
 from resources.llm import LLMResource
+from resources.trading_controls import TradingControls
 from resources.warehouse import SCHEMA, data_dir, table_exists
 from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
 from trading_assets.assets.decision import SESSION_HISTORY
@@ -99,13 +100,41 @@ AGENT_TABLES = (
 )
 
 
-class PerformanceConfig(Config):
-    """Which sessions to score and the baselines' costs (the agents' fills are already made)."""
+class BacktestWindow(Config):
+    """Which fully backtested sessions to score (default: all of them)."""
 
-    starting_equity: float = Field(100_000.0, gt=0)
     first_session: str = Field("", description="YYYY-MM-DD; default: the first backtested")
     last_session: str = Field("", description="YYYY-MM-DD; default: the last backtested")
+
+    def sessions(self, instance: DagsterInstance) -> list[dt.date]:
+        days = backtested_sessions(instance)
+        if self.first_session:
+            days = [d for d in days if d >= dt.date.fromisoformat(self.first_session)]
+        if self.last_session:
+            days = [d for d in days if d <= dt.date.fromisoformat(self.last_session)]
+        if not days:
+            raise Failure(
+                description="no session is fully backtested in this window: backfill "
+                "backtest_job over whole sessions first (e.g. 2026-03-12-09:30...2026-03-27-15:59)",
+                allow_retries=False,
+            )
+        return days
+
+
+class BaselineConfig(BacktestWindow):
     costs: FillCosts = Field(default_factory=FillCosts)
+
+
+def session_bars(warehouse: DuckDBResource, sessions: list[dt.date]) -> pd.DataFrame:
+    """The stored bars of exactly these sessions."""
+    first, end = sessions[0], sessions[-1] + dt.timedelta(days=1)
+    with warehouse.get_connection() as conn:
+        bars = conn.execute(
+            f"SELECT * EXCLUDE (run_id) FROM {SCHEMA}.bars WHERE minute >= ? AND minute < ? "
+            "ORDER BY minute, ticker",
+            [first, end],
+        ).df()
+    return bars[bars["minute"].dt.date.isin(set(sessions))].reset_index(drop=True)
 
 
 def backtested_sessions(instance: DagsterInstance) -> list[dt.date]:
@@ -136,49 +165,63 @@ def _llm_cost(conn: DuckDBPyConnection, llm: LLMResource, first: dt.date, end: d
     return (tokens_in * llm.input_usd_per_mtok + tokens_out * llm.output_usd_per_mtok) / 1e6
 
 
+@asset(deps=["bars", "backtest_fills"], group_name="backtest", kinds={"pandas", "duckdb"})
+def baseline_fills(
+    context: AssetExecutionContext,
+    config: BaselineConfig,
+    warehouse: DuckDBResource,
+    controls: TradingControls,
+) -> pd.DataFrame:
+    """The TradingAgents paper's baselines (buy and hold, SMA crossover, MACD, KDJ with RSI,
+    zero mean reversion) over the sessions the team was backtested on, with the same fill
+    model and starting equity split equally between the tickers."""
+    sessions = config.sessions(context.instance)
+    bars = session_bars(warehouse, sessions)
+    runs = run_baselines(bars, config.costs.model(), controls.starting_equity)
+    frame = pd.concat(runs.values(), ignore_index=True)
+    context.add_output_metadata(
+        {
+            "sessions": len(sessions),
+            "fills": MetadataValue.json(frame["strategy"].value_counts().to_dict()),
+            "costs": MetadataValue.json(config.costs.model_dump()),
+        }
+    )
+    return frame
+
+
 @asset(
-    deps=["backtest_fills", "bars", "trade_signals", *AGENT_TABLES],
+    ins={"baseline_fills": AssetIn()},
+    deps=["backtest_fills", "bars", *AGENT_TABLES],
     group_name="backtest",
     kinds={"pandas", "duckdb"},
 )
 def backtest_performance(
     context: AssetExecutionContext,
-    config: PerformanceConfig,
+    config: BacktestWindow,
     warehouse: DuckDBResource,
     llm: LLMResource,
+    controls: TradingControls,
+    baseline_fills: pd.DataFrame,
 ) -> pd.DataFrame:
-    """The team against the TradingAgents paper's baselines over every fully backtested
-    session, all through the same fill model: return, Sharpe, Sortino, drawdown, win rate,
-    profit factor, turnover, exposure, trades and the LLM bill; a row per ticker too; the
-    equity and drawdown chart in the metadata."""
-    sessions = backtested_sessions(context.instance)
-    if config.first_session:
-        sessions = [d for d in sessions if d >= dt.date.fromisoformat(config.first_session)]
-    if config.last_session:
-        sessions = [d for d in sessions if d <= dt.date.fromisoformat(config.last_session)]
-    if not sessions:
-        raise Failure(
-            description="no session is fully backtested: backfill backtest_job over whole "
-            "sessions first (e.g. 2026-03-12-09:30...2026-03-27-15:59)",
-            allow_retries=False,
-        )
+    """The team against the baselines over every fully backtested session: return, Sharpe,
+    Sortino, drawdown, win rate, profit factor, turnover, exposure, trades and the LLM bill
+    (tokens x the resource's prices) as a cost line; a row per ticker too; the equity and
+    drawdown chart in the metadata."""
+    sessions = config.sessions(context.instance)
     first, end = sessions[0], sessions[-1] + dt.timedelta(days=1)
-    days = [pd.Timestamp(d) for d in sessions]
+    bars = session_bars(warehouse, sessions)
     with warehouse.get_connection() as conn:
-        bars = conn.execute(
-            f"SELECT * FROM {SCHEMA}.bars WHERE minute >= ? AND minute < ? ORDER BY minute, ticker",
-            [first, end],
-        ).df()
         fills = conn.execute(
             f"SELECT * FROM {SCHEMA}.backtest_fills WHERE minute >= ? AND minute < ?",
             [first, end],
         ).df()
         llm_cost = _llm_cost(conn, llm, first, end)
-    bars = bars[bars["minute"].dt.normalize().isin(days)]
-    fills = fills[fills["minute"].dt.normalize().isin(days)]
-    agents = conform(fills, BACKTEST_FILL_COLUMNS)
-    runs = {STRATEGY: agents, **run_baselines(bars, config.costs.model(), config.starting_equity)}
-    equity = config.starting_equity
+    fills = conform(fills[fills["minute"].dt.date.isin(set(sessions))], BACKTEST_FILL_COLUMNS)
+    runs = {STRATEGY: fills}
+    baselines = conform(baseline_fills, BACKTEST_FILL_COLUMNS)
+    for name, run in baselines.groupby("strategy", sort=False):
+        runs[str(name)] = run.reset_index(drop=True)
+    equity = controls.starting_equity
     table = performance_table(runs, bars, equity, llm_cost_usd={STRATEGY: llm_cost})
     table.insert(1, "scope", "all")
     tickers = [
@@ -188,7 +231,7 @@ def backtest_performance(
     frame = pd.concat([table, *tickers], ignore_index=True)
     frame.insert(2, "sessions", len(sessions))
     curves = {name: equity_curve(run, bars, equity) for name, run in runs.items()}
-    png = equity_chart_png(curves, f"{len(sessions)} sessions {first} .. {sessions[-1]}")
+    png = equity_chart_png(curves, f"{len(sessions)} sessions, {first} .. {sessions[-1]}")
     chart_path = data_dir() / "backtest" / "equity_drawdown.png"
     chart_path.parent.mkdir(parents=True, exist_ok=True)
     chart_path.write_bytes(png)

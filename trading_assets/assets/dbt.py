@@ -11,22 +11,23 @@
   file's path from the `warehouse` resource (so dbt always targets the IO manager's file) and
   hands it to dbt as TRADING_WAREHOUSE (dbt/profiles.yml).
 * The manifest is parsed when this module is imported if dbt/target/manifest.json is missing or
-  older than a file of the project (a fresh clone, an edited model): `dbt parse`, ~5 s; no
-  database access.
+  older than a file of the project (a fresh clone, an edited model): `dbt parse`, about 7 s of
+  CPU (7-18 s wall on the 2-core dev machine under load); it never opens the warehouse.
 """
 
-from __future__ import annotations
-
 import os
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, get_dagster_logger
+from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -35,6 +36,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 from dagster_duckdb import DuckDBResource
+from packaging import version
 
 from resources.warehouse import REPO_ROOT, warehouse_path
 
@@ -52,8 +54,9 @@ def warehouse_env(path: str | Path) -> Iterator[None]:
     """TRADING_WAREHOUSE set to `path` while dbt is started, then restored.
 
     DbtCliResource.cli builds the subprocess's environment from os.environ (dagster-dbt 0.29 has
-    no env argument) and loads the profile in-process too, so the variable must be in this
-    process's environment while `cli()` runs; the subprocess has started when `cli()` returns.
+    no env argument), so the variable must be in this process's environment while `cli()` runs;
+    the subprocess has started when `cli()` returns. The lock keeps two threads from swapping
+    the variable under each other.
     """
     with _ENV_LOCK:
         before = os.environ.get(WAREHOUSE_ENV)
@@ -83,17 +86,47 @@ def manifest_is_stale(project: DbtProject = DBT_PROJECT) -> bool:
     return any(p.stat().st_mtime > written for p in _project_files(Path(project.project_dir)))
 
 
+def dbt_executable() -> str:
+    """The `dbt` next to this interpreter (the project's venv, activated or not), else PATH's."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else "dbt"
+
+
+def _parse(project: DbtProject) -> None:
+    env = {
+        **os.environ,
+        WAREHOUSE_ENV: os.environ.get(WAREHOUSE_ENV) or str(warehouse_path()),
+        "DBT_PROFILES_DIR": str(project.profiles_dir),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    done = subprocess.run(
+        [dbt_executable(), "parse", "--quiet", "--target-path", str(project.target_path)],
+        cwd=project.project_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"dbt parse failed in {project.project_dir} (exit {done.returncode}):\n"
+            f"{done.stdout[-4000:]}{done.stderr[-4000:]}"
+        )
+
+
 def prepare_manifest(project: DbtProject = DBT_PROJECT, force: bool = False) -> float | None:
     """`dbt parse` into dbt/target when the manifest is missing or stale; the seconds it took,
-    or None when the manifest was current. Parsing renders the profile, which needs
-    TRADING_WAREHOUSE, but opens no connection: the warehouse file is not touched."""
+    or None when the manifest was current.
+
+    Parsing renders the profile, which needs TRADING_WAREHOUSE, but opens no connection: the
+    warehouse file is not touched. A lock file keeps two processes loading the code location at
+    once (the code server and the daemon) from parsing over each other; the second one finds
+    the manifest fresh and skips.
+    """
     if not (force or manifest_is_stale(project)):
         return None
     started = time.perf_counter()
-    with warehouse_env(os.environ.get(WAREHOUSE_ENV) or warehouse_path()):
-        # dagster-dbt's preparer: `dbt parse --quiet`, guarded against a concurrent parse by
-        # another process loading the code location (code server and daemon).
-        project.preparer.prepare(project)
+    run_with_concurrent_update_guard(project.manifest_path, _parse, project=project)
     elapsed = time.perf_counter() - started
     get_dagster_logger().info(f"dbt manifest parsed in {elapsed:.1f} s: {project.manifest_path}")
     return elapsed
@@ -134,10 +167,29 @@ def warehouse_marts(
     yield from invocation.stream()
 
 
+class WarehouseDbtCliResource(DbtCliResource):
+    """DbtCliResource minus two per-run costs that buy nothing here (dagster-dbt 0.29):
+
+    * the version probe: `dbt --version` in a subprocess on every run (a fresh resource each
+      run), which also asks PyPI for the latest release (3-7 s here; a 1 s timeout offline).
+      The executable is this environment's dbt-core, so its version is read in-process.
+    * the in-process dbt adapter that `cli()` builds on the warehouse file (~3 s: profile,
+      project and macros loaded) for `fetch_row_counts()` / `fetch_column_metadata()`, which
+      we do not use: they would open a DuckDB connection from this process while the dbt
+      subprocess writes the file, which DuckDB refuses (one writing process per file).
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        from dbt.version import __version__
+
+        return version.parse(__version__)
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
+        return None
+
+
 def dbt_resource() -> DbtCliResource:
-    """The `dbt` resource: the CLI in this interpreter's environment, on dbt/ and its profile."""
-    executable = Path(sys.executable).with_name("dbt")
-    return DbtCliResource(
-        project_dir=DBT_PROJECT,
-        dbt_executable=str(executable) if executable.exists() else "dbt",
-    )
+    """The `dbt` resource: this environment's dbt on dbt/ and its profile (the warehouse file
+    comes from the `warehouse` resource at run time)."""
+    return WarehouseDbtCliResource(project_dir=DBT_PROJECT, dbt_executable=dbt_executable())

@@ -29,3 +29,5 @@ select
         partition by strategy order by session_date rows between unbounded preceding and current row
     ) as cumulative_pnl
 from daily
+
+order by strategy, session_date

@@ -57,3 +57,5 @@ select
     abs(exit_qty - qty) < 1e-9 as is_closed,
     net_pnl > 0 as is_win
 from trades
+
+order by strategy, entry_minute, trade_id

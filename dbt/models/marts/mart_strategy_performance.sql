@@ -14,7 +14,8 @@ select
     sum(net_pnl) as total_pnl,
     coalesce(sum(net_pnl) filter (where net_pnl > 0), 0) as gross_profit,
     coalesce(-sum(net_pnl) filter (where net_pnl < 0), 0) as gross_loss,
-    sum(net_pnl) filter (where net_pnl > 0) / nullif(-sum(net_pnl) filter (where net_pnl < 0), 0)
+    coalesce(sum(net_pnl) filter (where net_pnl > 0), 0)
+        / nullif(-sum(net_pnl) filter (where net_pnl < 0), 0)
         as profit_factor,
     avg(net_pnl) as avg_pnl_per_trade,
     avg(return_pct) as avg_return_per_trade,
@@ -30,3 +31,4 @@ select
     max(session_date) as last_session
 from trades
 group by strategy
+order by strategy

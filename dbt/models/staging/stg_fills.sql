@@ -1,8 +1,11 @@
--- Simulated fills (backtest_fills), one row per execution; empty when no backtest has run.
+-- Simulated fills, one row per execution: the team's (backtest_fills) and the baselines'
+-- (baseline_fills); empty when no backtest has run.
 -- `is_opening`: the fill opens its round trip (a long's buys, a short's sells), whatever the
 -- strategy calls its reasons.
 with fills as (
     {{ optional_source('trading', 'backtest_fills', var('backtest_fill_columns')) }}
+    union all
+    {{ optional_source('trading', 'baseline_fills', var('backtest_fill_columns')) }}
 )
 
 select
