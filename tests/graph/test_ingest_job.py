@@ -28,6 +28,8 @@ def test_code_location_loads_the_three_ingest_assets_and_their_checks() -> None:
     assert graph.get(AssetKey("fundamentals")).parent_keys == {AssetKey("bars")}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
+        if not node.is_partitioned:  # the backtest report and the dbt marts span every session
+            continue
         assert (
             node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
         )

@@ -153,6 +153,7 @@ def trade_signals(
     if source == "backtest" and proposals:
         stored = read_session_signals(warehouse, minutes.min().normalize(), minutes.min())
     frames: list[pd.DataFrame] = []
+    decided: dict[pd.Timestamp, list[pd.DataFrame]] = {}  # this run's signals by session day
     for minute, batch in proposals.items():
         bounds = session_bounds(minute.date())
         if bounds is None:
@@ -167,7 +168,7 @@ def trade_signals(
                 )
             else:
                 state = state_from_backtest(
-                    session_signals([stored, *frames], minute),
+                    session_signals([stored, *decided.get(minute.normalize(), [])], minute),
                     bars,
                     minute,
                     controls.starting_equity,
@@ -178,6 +179,7 @@ def trade_signals(
             raise Failure(description=f"portfolio state from the broker failed: {exc}") from exc
         signals = minute_signals(batch, state, limits, sectors, minute, bounds[1])
         frames.append(signal_frame(signals, state, source))
+        decided.setdefault(minute.normalize(), []).append(frames[-1])
     frame = pd.concat(frames, ignore_index=True) if frames else signal_frame([], None, source)
     ready = actionable(frame)
     context.add_output_metadata(
