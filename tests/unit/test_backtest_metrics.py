@@ -22,7 +22,7 @@ from trading_assets.backtest.metrics import (
     performance_table,
     round_trips,
 )
-from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS
+from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS, fill_row
 from trading_assets.execution.fills import Fill, FillModel
 from trading_assets.schemas import conform, empty_frame
 
@@ -43,22 +43,14 @@ def aapl() -> pd.DataFrame:
 
 
 def row(fill: Fill, trade_id: str, position_side: str, ticker: str = "AAPL") -> dict:
-    return {
-        "minute": fill.timestamp,
-        "strategy": "hand",
-        "trade_id": trade_id,
-        "signal_minute": fill.timestamp - pd.Timedelta(minutes=1),
-        "ticker": ticker,
-        "position_side": position_side,
-        "side": fill.side,
-        "reason": fill.reason,
-        "qty": fill.qty,
-        "price": fill.price,
-        "reference_price": fill.reference_price,
-        "commission": fill.commission,
-        "slippage_cost": fill.qty * abs(fill.price - fill.reference_price),
-        "cash_delta": fill.cash_delta,
-    }
+    return fill_row(
+        fill,
+        strategy="hand",
+        trade_id=trade_id,
+        signal_minute=fill.timestamp - pd.Timedelta(minutes=1),
+        ticker=ticker,
+        position_side=position_side,
+    )
 
 
 def bar(bars: pd.DataFrame, day: str, hhmm: str) -> pd.Series:

@@ -34,7 +34,7 @@ import pandas as pd
 from ta.momentum import RSIIndicator
 from ta.trend import MACD
 
-from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS
+from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS, fill_row
 from trading_assets.execution.fills import Fill, FillModel, Side
 from trading_assets.schemas import conform, empty_frame
 
@@ -235,23 +235,17 @@ def simulate_targets(
     count = 0
 
     def record(fill: Fill, reason: str) -> None:
+        assert trade_id is not None and trade_signal is not None
         rows.append(
-            {
-                "minute": fill.timestamp,
-                "strategy": strategy,
-                "trade_id": trade_id,
-                "signal_minute": trade_signal,
-                "ticker": ticker,
-                "position_side": trade_side,
-                "side": fill.side,
-                "reason": reason,
-                "qty": fill.qty,
-                "price": fill.price,
-                "reference_price": fill.reference_price,
-                "commission": fill.commission,
-                "slippage_cost": fill.qty * abs(fill.price - fill.reference_price),
-                "cash_delta": fill.cash_delta,
-            }
+            fill_row(
+                fill,
+                strategy=strategy,
+                trade_id=trade_id,
+                signal_minute=trade_signal,
+                ticker=ticker,
+                position_side=trade_side,
+                reason=reason,
+            )
         )
 
     for i in range(len(bars)):

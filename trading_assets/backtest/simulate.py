@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS
+from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS, fill_row
 from trading_assets.decision.signals import actionable
 from trading_assets.execution.fills import Fill, FillModel
 from trading_assets.partitions import session_bounds
@@ -83,22 +83,15 @@ def _orders(signals: pd.DataFrame) -> list[_Order]:
 
 
 def _row(order: _Order, fill: Fill, bar_start: pd.Timestamp) -> dict[str, object]:
-    return {
-        "minute": bar_start,
-        "strategy": STRATEGY,
-        "trade_id": order.trade_id,
-        "signal_minute": order.signal_minute,
-        "ticker": order.ticker,
-        "position_side": order.position_side,
-        "side": fill.side,
-        "reason": fill.reason,
-        "qty": fill.qty,
-        "price": fill.price,
-        "reference_price": fill.reference_price,
-        "commission": fill.commission,
-        "slippage_cost": fill.qty * abs(fill.price - fill.reference_price),
-        "cash_delta": fill.cash_delta,
-    }
+    return fill_row(
+        fill,
+        minute=bar_start,
+        strategy=STRATEGY,
+        trade_id=order.trade_id,
+        signal_minute=order.signal_minute,
+        ticker=order.ticker,
+        position_side=order.position_side,
+    )
 
 
 def _session_last_minute(day: pd.Timestamp) -> pd.Timestamp | None:
