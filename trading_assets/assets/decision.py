@@ -149,9 +149,10 @@ def trade_signals(
     if source == "ledger" and proposals:
         first_day = minutes.min().normalize() - pd.Timedelta(days=7)
         ledger = read_ledger(warehouse, first_day, minutes.max())
-    stored = pd.DataFrame()
+    stored, bars_by_day = pd.DataFrame(), {}
     if source == "backtest" and proposals:
         stored = read_session_signals(warehouse, minutes.min().normalize(), minutes.min())
+        bars_by_day = dict(tuple(bars.groupby(bars["minute"].dt.normalize())))
     frames: list[pd.DataFrame] = []
     decided: dict[pd.Timestamp, list[pd.DataFrame]] = {}  # this run's signals by session day
     for minute, batch in proposals.items():
@@ -169,7 +170,7 @@ def trade_signals(
             else:
                 state = state_from_backtest(
                     session_signals([stored, *decided.get(minute.normalize(), [])], minute),
-                    bars,
+                    bars_by_day.get(minute.normalize(), bars.iloc[:0]),
                     minute,
                     controls.starting_equity,
                     controls.kill_switch,

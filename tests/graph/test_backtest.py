@@ -1,0 +1,125 @@
+"""A backtest end to end through Dagster: one real session backfilled as one run, scored against
+the baselines, the dbt marts built with their tests as checks; re-running replaces rows."""
+
+import base64
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from tests.graph.conftest import Graph, make_graph
+
+SESSION = "2026-03-23"
+START = 100_000.0
+STRATEGIES = {"agents", "buy_and_hold", "sma_crossover", "macd", "kdj_rsi", "zero_mean_reversion"}
+
+
+@dataclass
+class Backtested:
+    graph: Graph
+    backtest: ExecuteInProcessResult
+    report: ExecuteInProcessResult
+    performance: pd.DataFrame
+    fills_before_rerun: pd.DataFrame
+
+
+@pytest.fixture(scope="module")
+def backtested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backtested]:
+    graph = make_graph(tmp_path_factory.mktemp("backtest"))
+    with DagsterInstance.ephemeral() as instance:
+        assert graph.run(instance, "2026-03-20-09:30", "2026-03-20-15:59").success
+        backtest = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-15:59", job="backtest_job")
+        assert backtest.success
+        report = graph.defs.resolve_job_def("backtest_report_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        fills = graph.query("SELECT * EXCLUDE (run_id) FROM trading.backtest_fills ORDER BY ALL")
+        # the same range again: its rows are replaced, not added
+        again = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-15:59", job="backtest_job")
+        assert again.success
+        yield Backtested(
+            graph,
+            backtest,
+            report,
+            report.output_for_node("backtest_performance") if report.success else pd.DataFrame(),
+            fills,
+        )
+
+
+def test_the_backfill_is_one_run_and_rerunning_replaces_its_rows(backtested: Backtested) -> None:
+    assert backtested.backtest.dagster_run.tags["dagster/asset_partition_range_start"].startswith(
+        SESSION
+    )
+    after = backtested.graph.query(
+        "SELECT * EXCLUDE (run_id) FROM trading.backtest_fills ORDER BY ALL"
+    )
+    pd.testing.assert_frame_equal(after, backtested.fills_before_rerun)
+    signals = backtested.graph.query("SELECT signal_id FROM trading.trade_signals")
+    assert signals["signal_id"].is_unique and len(signals) > 0
+
+
+def test_the_report_scores_the_team_against_the_five_baselines(backtested: Backtested) -> None:
+    assert backtested.report.success
+    frame = backtested.performance
+    table = frame[frame["scope"] == "all"].set_index("strategy")
+    assert set(table.index) == STRATEGIES
+    assert (table["sessions"] == 1).all()
+    numbers = table.select_dtypes("number").drop(columns=["profit_factor"])
+    assert numbers.map(math.isfinite).all().all()  # no NaN for a user to puzzle over
+    assert (table["profit_factor"] >= 0).all()  # inf only when there were wins and no losses
+    # the team's return is what its fills did: flat at the close, so the sum of their cash
+    fills = backtested.graph.query("SELECT * FROM trading.backtest_fills")
+    assert table.loc["agents", "cumulative_return"] == pytest.approx(
+        fills["cash_delta"].sum() / START, abs=1e-12
+    )
+    assert table.loc["agents", "trades"] == fills["trade_id"].nunique()
+    assert table.loc["agents", "commissions"] == pytest.approx(fills["commission"].sum())
+    # per ticker rows add up to the total
+    tickers = frame[(frame["scope"] == "ticker") & (frame["strategy"] == "agents")]
+    assert tickers["pnl"].sum() == pytest.approx(fills["cash_delta"].sum())
+
+
+def test_buy_and_hold_equals_a_direct_computation_from_the_bars(backtested: Backtested) -> None:
+    bars = backtested.graph.query(
+        "SELECT * FROM trading.bars WHERE minute >= ?::DATE AND minute < ?::DATE + 1 "
+        "ORDER BY minute",
+        [SESSION, SESSION],
+    )
+    per_ticker = START / bars["ticker"].nunique()
+    final = 0.0
+    for _, one in bars.groupby("ticker"):
+        buy = one["open"].iloc[0] * 1.0005
+        shares = math.floor(per_ticker / buy)
+        sell = one["close"].iloc[-1] * 0.9995
+        commission = 2 * max(0.99, 0.0049 * shares)
+        final += per_ticker + shares * (sell - buy) - commission
+    table = backtested.performance.set_index(["strategy", "scope"])
+    assert table.loc[("buy_and_hold", "all"), "cumulative_return"] == pytest.approx(
+        final / START - 1, rel=1e-9
+    )
+
+
+def test_the_chart_and_the_table_are_in_the_assets_metadata(backtested: Backtested) -> None:
+    (event,) = backtested.report.asset_materializations_for_node("backtest_performance")
+    chart = event.metadata["equity_and_drawdown"].value
+    png = base64.b64decode(chart.split("base64,", 1)[1].rstrip(")"))
+    assert png.startswith(b"\x89PNG")
+    assert "buy_and_hold" in event.metadata["performance"].value
+    assert Path(event.metadata["chart_path"].value).read_bytes() == png
+
+
+def test_the_marts_are_built_and_every_dbt_test_passes(backtested: Backtested) -> None:
+    evaluations = backtested.report.get_asset_check_evaluations()
+    assert len(evaluations) >= 40
+    assert [e.check_name for e in evaluations if not e.passed] == []
+    marts = backtested.graph.query(
+        "SELECT strategy, trades FROM analytics.mart_strategy_performance ORDER BY strategy"
+    )
+    assert set(marts["strategy"]) == STRATEGIES
+    table = backtested.performance.set_index(["strategy", "scope"])
+    for row in marts.itertuples():
+        assert row.trades == table.loc[(row.strategy, "all"), "trades"]
