@@ -50,6 +50,13 @@ def backtested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backtested]
         )
 
 
+def total(backtested: Backtested, strategy: str) -> pd.Series:
+    """A strategy's row over every ticker."""
+    frame = backtested.performance
+    (row,) = frame[(frame["strategy"] == strategy) & (frame["scope"] == "all")].itertuples()
+    return pd.Series(row._asdict())
+
+
 def test_the_backfill_is_one_run_and_rerunning_replaces_its_rows(backtested: Backtested) -> None:
     assert backtested.backtest.dagster_run.tags["dagster/asset_partition_range_start"].startswith(
         SESSION
@@ -97,8 +104,7 @@ def test_buy_and_hold_equals_a_direct_computation_from_the_bars(backtested: Back
         sell = one["close"].iloc[-1] * 0.9995
         commission = 2 * max(0.99, 0.0049 * shares)
         final += per_ticker + shares * (sell - buy) - commission
-    table = backtested.performance.set_index(["strategy", "scope"])
-    assert table.loc[("buy_and_hold", "all"), "cumulative_return"] == pytest.approx(
+    assert total(backtested, "buy_and_hold")["cumulative_return"] == pytest.approx(
         final / START - 1, rel=1e-9
     )
 
@@ -120,6 +126,5 @@ def test_the_marts_are_built_and_every_dbt_test_passes(backtested: Backtested) -
         "SELECT strategy, trades FROM analytics.mart_strategy_performance ORDER BY strategy"
     )
     assert set(marts["strategy"]) == STRATEGIES
-    table = backtested.performance.set_index(["strategy", "scope"])
     for row in marts.itertuples():
-        assert row.trades == table.loc[(row.strategy, "all"), "trades"]
+        assert row.trades == total(backtested, row.strategy)["trades"]

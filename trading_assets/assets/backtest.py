@@ -224,12 +224,16 @@ def backtest_performance(
     equity = controls.starting_equity
     table = performance_table(runs, bars, equity, llm_cost_usd={STRATEGY: llm_cost})
     table.insert(1, "scope", "all")
+    table.insert(2, "ticker", "ALL")
+    table["pnl"] = table["cumulative_return"] * equity
+    table["return"] = table["cumulative_return"]
     tickers = [
         per_ticker(run, bars, equity).assign(strategy=name, scope="ticker")
         for name, run in runs.items()
     ]
+    # ticker rows carry pnl, trades, win rate, return and commissions; the rest only the total
     frame = pd.concat([table, *tickers], ignore_index=True)
-    frame.insert(2, "sessions", len(sessions))
+    frame.insert(3, "sessions", len(sessions))
     curves = {name: equity_curve(run, bars, equity) for name, run in runs.items()}
     png = equity_chart_png(curves, f"{len(sessions)} sessions, {first} .. {sessions[-1]}")
     chart_path = data_dir() / "backtest" / "equity_drawdown.png"
