@@ -60,6 +60,21 @@ class MarketDataResource(ConfigurableResource):
         explicit = [t.upper() for t in _split(self.tickers)]
         return sorted(dict.fromkeys(explicit)) if explicit else self.replay().default_tickers()
 
+    def universe_table(self) -> pd.DataFrame:
+        """ticker, name, aliases of every universe ticker (universe.csv's rows; a ticker the file
+        does not know gets an empty name): what a headline may call each company."""
+        known = self.replay().universe().set_index("ticker")
+        rows = [
+            {
+                "ticker": t,
+                "name": str(known.at[t, "name"]) if t in known.index else "",
+                "aliases": str(known.at[t, "aliases"]) if t in known.index else "",
+            }
+            for t in self.universe()
+        ]
+        table = pd.DataFrame(rows, columns=["ticker", "name", "aliases"])
+        return table.replace({"nan": ""})
+
     def index_tickers(self) -> list[str]:
         """The universe's ETFs (SPY, QQQ): the macro analyst's market, not traded by the team."""
         etfs = self.replay().universe()

@@ -24,12 +24,14 @@ from trading_assets.assets.analysts import analyst_team, debate_triggers
 from trading_assets.assets.backtest import backtest_fills, backtest_performance, baseline_fills
 from trading_assets.assets.dbt import dbt_resource, warehouse_marts
 from trading_assets.assets.decision import trade_signals
+from trading_assets.assets.events import event_context, market_events
 from trading_assets.assets.execution import MEMORY, broker_orders
 from trading_assets.assets.ingest import bars, fundamentals, news
 from trading_assets.assets.research import debate, researchers
 from trading_assets.checks.agents import AGENT_CHECKS
 from trading_assets.checks.backtest import BACKTEST_CHECKS
 from trading_assets.checks.decision import DECISION_CHECKS
+from trading_assets.checks.events import EVENT_CHECKS
 from trading_assets.checks.ingest import INGEST_CHECKS
 
 
@@ -86,6 +88,7 @@ def build_definitions(
     return Definitions(
         assets=[
             *(bars, news, fundamentals, debate_triggers, analyst_team, researchers, debate),
+            *(market_events, event_context),
             trade_signals,
             broker_orders,
             backtest_fills,
@@ -93,7 +96,13 @@ def build_definitions(
             backtest_performance,
             warehouse_marts,
         ],
-        asset_checks=[*INGEST_CHECKS, *AGENT_CHECKS, *DECISION_CHECKS, *BACKTEST_CHECKS],
+        asset_checks=[
+            *INGEST_CHECKS,
+            *AGENT_CHECKS,
+            *DECISION_CHECKS,
+            *BACKTEST_CHECKS,
+            *EVENT_CHECKS,
+        ],
         jobs=[
             *(ingest_job, research_job, intraday_job, decision_job),
             *(backtest_job, backtest_report_job),

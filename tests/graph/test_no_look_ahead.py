@@ -20,6 +20,8 @@ TABLES = [
     "bars",
     "news",
     "fundamentals",
+    "market_events",
+    "event_context",
     "debate_triggers",
     "technical_analysis",
     "fundamental_analysis",

@@ -19,6 +19,7 @@ from resources.llm import LLMResource
 from resources.providers.replay import BUNDLED_REPLAY_DIR
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.graph.conftest import Graph, check_results, make_graph
+from tests.graph.test_events import event_facts
 from trading_assets.analysts.report import RULES_MODEL
 
 SESSION = "2026-03-23"
@@ -159,6 +160,12 @@ def desk_answer(body: dict[str, Any]) -> dict[str, Any]:
         return {"action": "BUY", "stance": "bullish", "confidence": 0.55, "horizon_minutes": 30,
                 "rationale": "The bull's case is better supported.",
                 "consensus": "moderate"}  # fmt: skip
+    if name == "MarketEvent":  # the information monitor: the facts back, typed "other"
+        facts, headline = event_facts(body)
+        return {**{k: facts[k] for k in ("minute", "event_id", "news_ids", "sources")},
+                "published_at": facts["published_at"], "headline": headline, "tickers": [],
+                "event_type": "other", "urgency": 2, "relevant": True, "relevance_reason": "",
+                "duplicate_of": "", "model": "desk-model", "flagged": False}  # fmt: skip
     raise AssertionError(f"unexpected schema {name}")
 
 

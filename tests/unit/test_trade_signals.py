@@ -88,6 +88,7 @@ def verdict(ticker: str, action: str = "BUY", minute: pd.Timestamp = M1, **chang
         "trigger_reasons": "[]",
         "rounds": 1,
         "transcript": "[]",
+        "cited_events": "[]",
         "consistent": True,
         "model": RULES_MODEL,
         "prompt_hash": "",

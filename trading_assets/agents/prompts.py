@@ -58,8 +58,13 @@ def agent_messages(
     facts: dict[str, Any],
     untrusted: Sequence[str] = (),
     task: str,
+    events: str = "",
 ) -> list[dict[str, str]]:
-    """Chat messages for one agent call: system frame, then the task, facts and quoted data."""
+    """Chat messages for one agent call: system frame, then the task, facts and quoted data.
+
+    `events` is an already rendered, quoted and capped event brief (`trading_assets.events.
+    brief`); it is appended after the untrusted block only when non-empty, so a prompt without
+    a new event (and its cache key) is unchanged."""
     system = SYSTEM_FRAME.format(
         role=role,
         instructions=instructions,
@@ -68,4 +73,6 @@ def agent_messages(
     )
     facts_json = json.dumps(_compact(facts), sort_keys=True, default=str, separators=(",", ":"))
     user = f"TASK: {task}\nFACTS (JSON): {facts_json}\n{untrusted_block(list(untrusted))}"
+    if events:
+        user += f"\n{events}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

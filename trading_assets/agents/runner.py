@@ -67,7 +67,19 @@ def analyst_messages(spec: AnalystSpec, row: Mapping[str, Any]) -> list[dict[str
         facts=spec.facts(row),
         untrusted=spec.texts(row) if spec.texts else (),
         task=f"Give your view of {row['ticker']} for the minutes after {as_of}.",
+        events=_brief(row),
     )
+
+
+def _brief(row: Mapping[str, Any]) -> str:
+    """The row's event brief (`event_brief` column, set for the news-aware analysts), or ""."""
+    value = row.get("event_brief")
+    return value if isinstance(value, str) else ""
+
+
+def _cited(row: Mapping[str, Any]) -> str:
+    value = row.get("cited_events")
+    return value if isinstance(value, str) and value else "[]"
 
 
 def _row(
@@ -100,6 +112,7 @@ def _row(
         "fallback": bool(answer.fallback) if answer else False,
         "fallback_reason": answer.fallback_reason if answer else "",
         "data_as_of": source.get("data_as_of", pd.NaT),
+        "cited_events": _cited(source),
     }
 
 
@@ -143,6 +156,9 @@ def run_analyst(
     for i, source in enumerate(rows):
         if out[i] is None:
             facts = spec.facts(source)
-            hash_ = prompt_hash({"analyst": spec.name, "model": RULES_MODEL, **facts})
+            shown = {"analyst": spec.name, "model": RULES_MODEL, **facts}
+            if _brief(source):  # rows without a new event keep their hash
+                shown["events"] = _brief(source)
+            hash_ = prompt_hash(shown)
             out[i] = _row(spec, source, facts, spec.report(source), model=RULES_MODEL, hash_=hash_)
     return conform(pd.DataFrame(out), ANALYSIS_COLUMNS)

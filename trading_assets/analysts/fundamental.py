@@ -306,6 +306,10 @@ def fundamental_report(row: Mapping[str, Any]) -> AnalystReport:
         f"Confidence {confidence:.2f} from {INPUTS - len(missing)} of {INPUTS} inputs and "
         f"filings {age}."
     )
+    # A new event's precedents are cited, not scored (see sentiment_report).
+    events = row.get("event_summary")
+    if isinstance(events, str) and events:
+        points = [*points[:5], events]
     return AnalystReport(
         stance=stance,
         score=score,

@@ -85,4 +85,5 @@ ANALYSIS_COLUMNS: dict[str, str] = {
     "fallback": "bool",  # the model failed validation twice: the row is the neutral fallback
     "fallback_reason": "string",
     "data_as_of": "datetime64[ns]",  # latest input timestamp used (< minute + 1 min)
+    "cited_events": "string",  # JSON list of past event ids the prompt cited ("[]" when none)
 }

@@ -145,15 +145,29 @@ def sentiment_texts(row: Mapping[str, Any]) -> list[str]:
     return [h["headline"] for h in json.loads(row["top_headlines"])]
 
 
+def event_point(row: Mapping[str, Any]) -> list[str]:
+    """The row's event-brief summary as a key point ([] without a new event)."""
+    value = row.get("event_summary")
+    return [value] if isinstance(value, str) and value else []
+
+
 def sentiment_report(row: Mapping[str, Any]) -> AnalystReport:
-    """The rules sentiment analyst: the decayed aggregate, said in words."""
+    """The rules sentiment analyst: the decayed aggregate, said in words.
+
+    A new market event's similar past events are cited (a key point with their mean measured
+    move), never scored: the score stays the headline aggregate, so the rules view is unchanged
+    by the event brief and a model is the one that may weigh precedents."""
     n = int(row["n_headlines"])
     flagged = int(row["n_flagged"])
     note = f"; {flagged} instruction-like headline(s) quarantined" if flagged else ""
     if n == 0:
         text = f"No usable headlines about {row['ticker']} yet{note}."
         return AnalystReport(
-            stance=stance_of(0.0), score=0.0, confidence=0.0, key_points=[text], narrative=text
+            stance=stance_of(0.0),
+            score=0.0,
+            confidence=0.0,
+            key_points=[text, *event_point(row)],
+            narrative=text,
         )
     score = float(np.clip(row["sentiment"], -1.0, 1.0))
     confidence = float(np.clip(row["evidence"], 0.0, 1.0))
@@ -167,6 +181,6 @@ def sentiment_report(row: Mapping[str, Any]) -> AnalystReport:
         stance=stance_of(score),
         score=round(score, 4),
         confidence=round(confidence, 4),
-        key_points=points or [narrative],
+        key_points=[*(points or [narrative]), *event_point(row)],
         narrative=narrative,
     )

@@ -8,7 +8,7 @@ the minute in its session (`technical_features` rows). The asset layer only load
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -38,6 +38,7 @@ from trading_assets.analysts.technical import (
     technical_facts,
     technical_report,
 )
+from trading_assets.events.brief import EventBrief
 
 if TYPE_CHECKING:
     from resources.llm import LLMClient
@@ -73,6 +74,9 @@ class TeamInputs:
     in_scope: pd.Series  # bool per grid row: may the model analyse it (debated ticker-minutes)
     company_names: Mapping[str, str]
     half_life_minutes: float = DEFAULT_HALF_LIFE_MINUTES  # sentiment recency decay
+    # (ticker, minute) -> its event brief (`event_briefs`); the sentiment and fundamental
+    # analysts get it in their prompts and cite its past events. Missing key = no new event.
+    briefs: Mapping[tuple[str, pd.Timestamp], EventBrief] = field(default_factory=dict)
 
 
 def score_headlines(
@@ -129,6 +133,19 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.to_dict("records")
 
 
+def with_briefs(
+    records: list[dict[str, Any]], briefs: Mapping[tuple[str, pd.Timestamp], EventBrief]
+) -> list[dict[str, Any]]:
+    """Each row plus its brief: `event_brief` (prompt block), `event_summary` (rules key point)
+    and `cited_events` (JSON list of the cited past event ids, "[]" without a new event)."""
+    for row in records:
+        brief = briefs.get((row["ticker"], pd.Timestamp(row["minute"])))
+        row["event_brief"] = brief.text if brief else ""
+        row["event_summary"] = brief.summary if brief else ""
+        row["cited_events"] = brief.cited_json if brief else "[]"
+    return records
+
+
 def analyst_rows(
     name: str,
     inputs: TeamInputs,
@@ -143,13 +160,13 @@ def analyst_rows(
         f = inputs.fundamentals.drop(columns=["run_id"], errors="ignore")
         rows = grid.merge(f, on=["minute", "ticker"], how="left")
         rows["data_as_of"] = rows.get("filed_at", pd.Series(pd.NaT, index=rows.index))
-        return run_analyst(SPECS[name], _records(rows), llm, scope)
+        return run_analyst(SPECS[name], with_briefs(_records(rows), inputs.briefs), llm, scope)
     if name == "sentiment":
         scored = score_headlines(inputs.headlines, inputs.company_names, llm)
         tickers = sorted(grid["ticker"].unique())
         features = sentiment_features(scored, inputs.minutes, tickers, inputs.half_life_minutes)
         rows = grid.merge(features, on=["minute", "ticker"], how="left")
-        return run_analyst(SPECS[name], _records(rows), llm, scope)
+        return run_analyst(SPECS[name], with_briefs(_records(rows), inputs.briefs), llm, scope)
     if name == "macro":
         rows = grid.merge(inputs.macro, on="minute", how="left", suffixes=("", "_macro"))
         return run_analyst(SPECS[name], _records(rows), llm, scope)

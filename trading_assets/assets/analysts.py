@@ -34,6 +34,7 @@ from trading_assets.analysts.sentiment import headline_targets
 from trading_assets.analysts.team import ANALYSTS, TeamInputs, analyst_rows, covered
 from trading_assets.analysts.technical import technical_features
 from trading_assets.assets.ingest import MINUTES, PARTITION_EXPR, stamped
+from trading_assets.events.brief import LOOKBACK, EventBrief, event_briefs
 from trading_assets.partitions import PARTITION_FMT, previous_session_minute
 from trading_assets.research.debate import DEFAULT_ROUNDS
 from trading_assets.research.gating import GateSettings, calls_per_ticker_day, gate, trigger_kinds
@@ -48,6 +49,15 @@ BAR_HISTORY = TimeWindowPartitionMapping(
 NEWS_HISTORY = TimeWindowPartitionMapping(
     start_offset=-NEWS_HISTORY_MINUTES, allow_nonexistent_upstream_partitions=True
 )
+# New market events stay in the briefs for LOOKBACK (30 minutes, same session).
+EVENT_HISTORY = TimeWindowPartitionMapping(
+    start_offset=-int(LOOKBACK / pd.Timedelta(minutes=1)),
+    allow_nonexistent_upstream_partitions=True,
+)
+EVENT_INS = {
+    "market_events": AssetIn(partition_mapping=EVENT_HISTORY),
+    "event_context": AssetIn(partition_mapping=EVENT_HISTORY),
+}
 MINUTE_ASSET = {
     "partitions_def": MINUTES,
     "backfill_policy": BackfillPolicy.single_run(),
@@ -72,6 +82,14 @@ def model_metadata(llm: LLMResource, client: LLMClient | None) -> dict[str, obje
     """Which model answered (with the client's call stats) for a step's output metadata."""
     stats = client.stats.as_metadata() if client else {"llm_model": "rules (no model)"}
     return {**stats, **llm.describe()}
+
+
+def briefs_for(
+    keys: pd.DataFrame, market_events: pd.DataFrame, event_context: pd.DataFrame
+) -> dict[tuple[str, pd.Timestamp], EventBrief]:
+    """Event briefs for the (ticker, minute) rows of `keys` that have a new market event."""
+    pairs = zip(keys["ticker"], keys["minute"], strict=True)
+    return event_briefs(market_events, event_context, pairs)
 
 
 def run_minutes(context: AssetExecutionContext) -> pd.DatetimeIndex:
@@ -176,6 +194,7 @@ ANALYST_DESCRIPTIONS = {
         "news": AssetIn(partition_mapping=NEWS_HISTORY),
         "fundamentals": AssetIn(),
         "debate_triggers": AssetIn(),
+        **EVENT_INS,
     },
     can_subset=True,
     **MINUTE_ASSET,
@@ -189,8 +208,12 @@ def analyst_team(
     news: pd.DataFrame,
     fundamentals: pd.DataFrame,
     debate_triggers: pd.DataFrame,
+    market_events: pd.DataFrame,
+    event_context: pd.DataFrame,
 ):
-    """The technical, fundamental, sentiment and macro analysts, in parallel threads."""
+    """The technical, fundamental, sentiment and macro analysts, in parallel threads. The
+    sentiment and fundamental analysts also get each ticker's new market event with similar
+    past events and their measured impact (the event brief) and record what they cited."""
     minutes = run_minutes(context)
     stocks = market_data.stock_tickers()
     grid = covered(technical_features(bars, minutes), stocks, minutes)
@@ -214,6 +237,7 @@ def analyst_team(
         in_scope=scope.astype(bool),
         company_names=market_data.company_names(),
         half_life_minutes=config.sentiment_half_life_minutes,
+        briefs=briefs_for(grid, market_events, event_context),
     )
     selected = [n for n in ANALYSTS if f"{n}_analysis" in context.selected_output_names]
     with model_failures(), ExitStack() as stack:
@@ -234,6 +258,7 @@ def analyst_team(
                 else 0.0,
                 "models": MetadataValue.json(frame["model"].value_counts().to_dict()),
                 "fallbacks": int(frame["fallback"].sum()),
+                "rows_citing_events": int((frame["cited_events"] != "[]").sum()),
                 **model_metadata(llm, clients[name]),
             },
         )

@@ -25,8 +25,10 @@ from resources.market_data import MarketDataResource
 from trading_assets.analysts.sentiment import headline_targets
 from trading_assets.analysts.team import ANALYSTS
 from trading_assets.assets.analysts import (
+    EVENT_INS,
     MINUTE_ASSET,
     NEWS_HISTORY,
+    briefs_for,
     model_failures,
     model_metadata,
 )
@@ -50,10 +52,15 @@ def _bundles(
     analyses: tuple[pd.DataFrame, ...],
     triggers: pd.DataFrame,
     news: pd.DataFrame,
+    market_events: pd.DataFrame,
+    event_context: pd.DataFrame,
 ) -> dict[Key, AnalystBundle]:
-    """The analyst reports (in ANALYSTS order), triggers and headlines per debated minute."""
+    """The analyst reports (in ANALYSTS order), triggers, headlines and the event brief per
+    debated minute."""
     headlines = headline_targets(news, market_data.stock_tickers())
-    return build_bundles(dict(zip(ANALYSTS, analyses, strict=True)), triggers, headlines)
+    debated = triggers[triggers["debated"].astype(bool)]
+    briefs = briefs_for(debated, market_events, event_context)
+    return build_bundles(dict(zip(ANALYSTS, analyses, strict=True)), triggers, headlines, briefs)
 
 
 @multi_asset(
@@ -72,6 +79,7 @@ def _bundles(
         **ANALYSIS_INS,
         "debate_triggers": AssetIn(),
         "news": AssetIn(partition_mapping=NEWS_HISTORY),
+        **EVENT_INS,
     },
     can_subset=True,
     **MINUTE_ASSET,
@@ -86,13 +94,17 @@ def researchers(
     macro_analysis: pd.DataFrame,
     debate_triggers: pd.DataFrame,
     news: pd.DataFrame,
+    market_events: pd.DataFrame,
+    event_context: pd.DataFrame,
 ):
-    """Bull and bear openings, in parallel threads."""
+    """Bull and bear openings, in parallel threads; each sees the ticker's event brief."""
     bundles = _bundles(
         market_data,
         (technical_analysis, fundamental_analysis, sentiment_analysis, macro_analysis),
         debate_triggers,
         news,
+        market_events,
+        event_context,
     )
     sides = [
         s for s in (Side.BULL, Side.BEAR) if f"{s.value}_case" in context.selected_output_names
@@ -127,6 +139,7 @@ class DebateConfig(Config):
         "bear_case": AssetIn(),
         "debate_triggers": AssetIn(),
         "news": AssetIn(partition_mapping=NEWS_HISTORY),
+        **EVENT_INS,
     },
     metadata={"partition_expr": PARTITION_EXPR},
     group_name="research",
@@ -146,6 +159,8 @@ def debate(
     bear_case: pd.DataFrame,
     debate_triggers: pd.DataFrame,
     news: pd.DataFrame,
+    market_events: pd.DataFrame,
+    event_context: pd.DataFrame,
 ) -> pd.DataFrame:
     """Rounds 2..N (each side answers the other's last argument), then the judge's action,
     confidence, horizon, rationale and consensus, with the transcript. One row per ticker and
@@ -155,6 +170,8 @@ def debate(
         (technical_analysis, fundamental_analysis, sentiment_analysis, macro_analysis),
         debate_triggers,
         news,
+        market_events,
+        event_context,
     )
     bull_open, bear_open = arguments_from_frame(bull_case), arguments_from_frame(bear_case)
     missing = [k for k in bundles if k not in bull_open or k not in bear_open]
@@ -186,6 +203,7 @@ def debate(
             "actions": MetadataValue.json(debated["action"].value_counts().to_dict()),
             "consensus": MetadataValue.json(debated["consensus"].value_counts().to_dict()),
             "fallbacks": int(frame["fallback"].sum()),
+            "debates_citing_events": int((debated["cited_events"] != "[]").sum()),
             "rounds": config.rounds,
             **stats,
         }

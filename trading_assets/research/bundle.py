@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from trading_assets.analysts.report import AnalystReport, Stance
+from trading_assets.events.brief import EventBrief
 from trading_assets.research.debate import AnalystBundle
 
 MAX_HEADLINES = 5
@@ -27,12 +28,16 @@ def _report(row: Mapping[str, object]) -> AnalystReport:
 
 
 def build_bundles(
-    analyses: Mapping[str, pd.DataFrame], triggers: pd.DataFrame, headlines: pd.DataFrame
+    analyses: Mapping[str, pd.DataFrame],
+    triggers: pd.DataFrame,
+    headlines: pd.DataFrame,
+    briefs: Mapping[Key, EventBrief] | None = None,
 ) -> dict[Key, AnalystBundle]:
     """An AnalystBundle per debated (ticker, minute).
 
     `analyses` maps analyst name -> its ANALYSIS_COLUMNS frame; `headlines` is
-    `headline_targets` (flagged ones included: prompts mark them, rules ignore them).
+    `headline_targets` (flagged ones included: prompts mark them, rules ignore them); `briefs`
+    the event briefs (`event_briefs`) of the ticker-minutes with a new market event.
     """
     debated = triggers[triggers["debated"].astype(bool)]
     wanted = set(zip(debated["ticker"], debated["minute"], strict=True))
@@ -59,6 +64,7 @@ def build_bundles(
             )
             recent = news[mask].sort_values("published_at", ascending=False)["headline"].tolist()
         price, atr = prices.get(key, (None, None))
+        brief = (briefs or {}).get(key)
         bundles[key] = AnalystBundle(
             ticker=row.ticker,
             minute=pd.Timestamp(row.minute).strftime("%Y-%m-%dT%H:%M"),
@@ -67,5 +73,8 @@ def build_bundles(
             triggers=json.loads(row.reasons),
             price=price,
             atr=atr,
+            events=brief.text if brief else "",
+            cited_events=list(brief.cited) if brief else [],
+            event_evidence=list(brief.past_lines) if brief else [],
         )
     return bundles

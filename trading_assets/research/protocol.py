@@ -32,6 +32,7 @@ from trading_assets.research.debate import (
     transcript_json,
     verdict_consistent,
     verdict_messages,
+    with_events,
 )
 from trading_assets.schemas import conform, empty_frame
 
@@ -56,6 +57,7 @@ ARGUMENT_COLUMNS: dict[str, str] = {
     "points": "string",  # JSON list
     "strength": "float64",
     "cited_analysts": "string",  # JSON list
+    "cited_events": "string",  # JSON list of the past event ids the prompt cited ("[]" if none)
     "argument": "string",  # the whole Argument as JSON (what the debate reads back)
     **ACCOUNTING_COLUMNS,
 }
@@ -72,7 +74,8 @@ DEBATE_COLUMNS: dict[str, str] = {
     "hold_reason": "string",  # why not debated ("" when debated)
     "trigger_reasons": "string",  # JSON list
     "rounds": "int64",
-    "transcript": "string",  # JSON list of arguments, in order
+    "transcript": "string",  # JSON list of arguments, in order (with cited past events)
+    "cited_events": "string",  # JSON list: past event ids cited anywhere in the debate
     "consistent": "bool",  # the judge's action agrees with its stated stance
     **ACCOUNTING_COLUMNS,
     "calls": "int64",  # model answers behind the row (arguments of all rounds + the judge)
@@ -150,9 +153,16 @@ def argue(
         for k in keys
     }
     said = _ask(keys, messages, Argument, fallbacks, f"{side.value} r{round_}", llm)
-    # A model may answer for the wrong side or round: the protocol, not the answer, decides.
+    # A model may answer for the wrong side or round: the protocol, not the answer, decides;
+    # the cited past events are the prompt's (the bundle's), whatever the model made of them.
     return {
-        k: replace(s, value=s.value.model_copy(update={"side": side, "round": round_}))
+        k: replace(
+            s,
+            value=with_events(
+                s.value.model_copy(update={"side": side, "round": round_}),  # type: ignore[arg-type]
+                bundles[k],
+            ),
+        )
         for k, s in said.items()
     }
 
@@ -219,6 +229,7 @@ def argument_frame(said: Mapping[Key, Said]) -> pd.DataFrame:
                 "points": json.dumps(arg.points),
                 "strength": arg.strength,
                 "cited_analysts": json.dumps(arg.cited_analysts),
+                "cited_events": json.dumps(arg.cited_events),
                 "argument": arg.model_dump_json(),
                 **_accounting([s]),
             }
@@ -287,6 +298,7 @@ def debate_frame(
                     "hold_reason": row.hold_reason,
                     "rounds": 0,
                     "transcript": "[]",
+                    "cited_events": "[]",
                     "consistent": True,
                     "model": RULES_MODEL,
                     "prompt_hash": "",
@@ -315,6 +327,9 @@ def debate_frame(
                 "hold_reason": "",
                 "rounds": rounds,
                 "transcript": transcript_json(transcripts[key]),
+                "cited_events": json.dumps(
+                    list(dict.fromkeys(e for a in transcripts[key] for e in a.cited_events))
+                ),
                 "consistent": verdict_consistent(verdict),
                 **_accounting(said),
                 "calls": sum(0 if s.model == RULES_MODEL else 1 for s in said),
