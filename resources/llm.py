@@ -62,6 +62,12 @@ _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 _REASON_CHARS = 400
 
 
+def token_cost(tokens_in: int, tokens_out: int, in_per_mtok: float, out_per_mtok: float) -> float:
+    """USD for a call (or a sum of calls) at per-million-token prices: one rule for the live
+    accounting and the backtest's cost line."""
+    return round((tokens_in * in_per_mtok + tokens_out * out_per_mtok) / 1_000_000, 8)
+
+
 class LLMCacheMiss(Exception):
     """replay_only and the request is not in the cache: the backtest would not be reproducible."""
 
@@ -462,10 +468,8 @@ class LLMClient:
         ]
 
     def _cost(self, tokens_in: int, tokens_out: int) -> float:
-        return round(
-            (tokens_in * self._s.input_usd_per_mtok + tokens_out * self._s.output_usd_per_mtok)
-            / 1_000_000,
-            8,
+        return token_cost(
+            tokens_in, tokens_out, self._s.input_usd_per_mtok, self._s.output_usd_per_mtok
         )
 
     def _count_request(self, _request: Any) -> None:

@@ -21,7 +21,7 @@ from dagster_duckdb import DuckDBResource
 from duckdb import DuckDBPyConnection
 from pydantic import Field
 
-from resources.llm import LLMResource
+from resources.llm import LLMResource, token_cost
 from resources.trading_controls import TradingControls
 from resources.warehouse import SCHEMA, data_dir, table_exists
 from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
@@ -162,7 +162,7 @@ def _llm_cost(conn: DuckDBPyConnection, llm: LLMResource, first: dt.date, end: d
             [first, end],
         ).fetchone()
         tokens_in, tokens_out = tokens_in + int(row[0]), tokens_out + int(row[1])
-    return (tokens_in * llm.input_usd_per_mtok + tokens_out * llm.output_usd_per_mtok) / 1e6
+    return token_cost(tokens_in, tokens_out, llm.input_usd_per_mtok, llm.output_usd_per_mtok)
 
 
 @asset(deps=["bars", "backtest_fills"], group_name="backtest", kinds={"pandas", "duckdb"})

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 
 from resources.broker import BrokerClient, OrderState
@@ -169,12 +168,9 @@ def simulated_fill_events(fills: pd.DataFrame) -> list[FillEvent]:
     average price, stamped at its last fill's bar close, as `broker_fills` reports them."""
     if fills.empty:
         return []
-    frame = fills.assign(
-        leg=np.where(fills["reason"] == "entry", "entry", fills["reason"]),
-        notional=fills["qty"] * fills["price"],
-    )
+    frame = fills.assign(notional=fills["qty"] * fills["price"])
     events = []
-    for (trade_id, leg), rows in frame.groupby(["trade_id", "leg"], sort=False):
+    for (trade_id, leg), rows in frame.groupby(["trade_id", "reason"], sort=False):
         qty = float(rows["qty"].sum())
         events.append(
             FillEvent(
