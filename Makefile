@@ -4,6 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Batched event writes, one planned event per asset per run: every Dagster process started here
+# (UI, daemon, run workers, demo, tests) inherits them. Why and the caveat:
+# trading_assets/event_writes.py; figures: BENCHMARKS.md "Backfill throughput".
+export DAGSTER_EVENT_BATCH_SIZE ?= 500
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
 
 .PHONY: setup demo paper-broker test lint ui ui-postgres clean
 

@@ -7,11 +7,26 @@
   on an early close): market orders then fill before the bell.
 * `ledger_schedule` re-materializes `broker_orders` over the day ten minutes after the close,
   so every signal's ledger row ends in its final state.
+
+Replay (explicit opt-in, `TRADING_REPLAY_CLOCK=broker` in the code location's environment): a
+bundled session cannot be ticked by the wall clock (its day is long gone, or a weekend), so the
+market's "now" comes from the broker's clock, which the replay moves (the embedded paper
+broker's simulated clock; Alpaca's own clock is the wall clock, so live trading would read the
+same time either way). `intraday_schedule` then ticks every wall minute of every day, is running
+by default, reads the broker's clock instead of the tick's scheduled time, and tags its runs
+`trading/replay=true`. Cron cannot tick faster than once a minute, so a replay through the real
+schedule runs at most one session minute per wall minute (the replay may jump its clock over
+quiet minutes). Without the variable nothing changes: the cron, the stopped default status and
+the scheduled execution time as "now".
 """
+
+import os
 
 import pandas as pd
 from dagster import (
+    DefaultScheduleStatus,
     RunRequest,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
     schedule,
@@ -23,6 +38,25 @@ from trading_assets.schemas import MARKET_TZ
 
 FLATTEN_MINUTES_BEFORE_CLOSE = 5
 LEDGER_MINUTES_AFTER_CLOSE = 10
+REPLAY_CLOCK_ENV = "TRADING_REPLAY_CLOCK"
+REPLAY_CRON = "* * * * *"  # every wall minute: the broker's clock says which session minute
+REPLAY_TAG = "trading/replay"
+
+
+def replay_clock_enabled() -> bool:
+    """True when the schedule's "now" is the broker's clock (`TRADING_REPLAY_CLOCK=broker`)."""
+    value = os.environ.get(REPLAY_CLOCK_ENV, "").strip().lower()
+    if value not in ("", "broker"):
+        raise ValueError(f"{REPLAY_CLOCK_ENV} must be 'broker' or unset, not {value!r}")
+    return value == "broker"
+
+
+def broker_now() -> pd.Timestamp:
+    """The broker's clock (UTC): the replayed market time under a replay."""
+    from resources.broker import broker_from_env
+
+    with broker_from_env().client() as client:
+        return client.clock().now
 
 
 def _ny(context: ScheduleEvaluationContext) -> pd.Timestamp:
@@ -44,17 +78,30 @@ def minute_just_closed(tick: pd.Timestamp) -> str | SkipReason:
     return minute.strftime(PARTITION_FMT)
 
 
-@schedule(
-    cron_schedule=SESSION_CRON,
-    execution_timezone=MARKET_TZ,
-    job=intraday_job,
-    description="Every session minute: ingest through trade_signals for the minute just closed.",
-)
-def intraday_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    key = minute_just_closed(_ny(context))
-    if isinstance(key, SkipReason):
-        return key
-    return RunRequest(run_key=f"intraday-{key}", partition_key=key, tags={LIVE_TAG: "true"})
+def build_intraday_schedule(replay: bool = False) -> ScheduleDefinition:
+    """The intraday schedule; `replay=True` takes "now" from the broker's clock (module doc)."""
+
+    @schedule(
+        name="intraday_schedule",
+        cron_schedule=REPLAY_CRON if replay else SESSION_CRON,
+        execution_timezone=MARKET_TZ,
+        job=intraday_job,
+        default_status=DefaultScheduleStatus.RUNNING if replay else DefaultScheduleStatus.STOPPED,
+        description="Every session minute: ingest through trade_signals for the minute just "
+        "closed." + (" Replay: the minute comes from the broker's clock." if replay else ""),
+    )
+    def _intraday(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        now = broker_now().tz_convert(MARKET_TZ).tz_localize(None) if replay else _ny(context)
+        key = minute_just_closed(now)
+        if isinstance(key, SkipReason):
+            return key
+        tags = {LIVE_TAG: "true", **({REPLAY_TAG: "true"} if replay else {})}
+        return RunRequest(run_key=f"intraday-{key}", partition_key=key, tags=tags)
+
+    return _intraday
+
+
+intraday_schedule = build_intraday_schedule(replay=replay_clock_enabled())
 
 
 def _at_offset(

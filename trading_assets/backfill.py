@@ -7,46 +7,20 @@ single-run backfill policy), then `backtest_report_job` scores every fully backt
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 from dagster import DagsterInstance
 
 from trading_assets.assets.backtest import performance_markdown
+from trading_assets.event_writes import apply_event_writes
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 BUNDLED_FIRST = "2026-03-12-09:30"  # the bundled bars' 12 full sessions, 9 tickers
 BUNDLED_LAST = "2026-03-27-15:59"
-
-
-# Dagster writes planned/materialized events one per partition per asset: ~4,700 partitions x
-# 15 assets and checks is most of a 12-session run on the SQLite instance. Batched writes and one
-# planned event per asset (DESIGN, measured) cut that; caveat from Dagster's source: with the
-# second, the partitions of a *failed* run are not marked failed, so this is only set here,
-# for the demo's own backtest, not for the instance.
-FAST_EVENTS = {
-    "DAGSTER_EVENT_BATCH_SIZE": "500",
-    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
-}
-
-
-@contextmanager
-def fast_events() -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in FAST_EVENTS}
-    os.environ.update(FAST_EVENTS)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @dataclass
@@ -70,13 +44,13 @@ def run_backtest(
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     log(f"backtest_job {first} .. {last} (one run) ...")
     started = time.perf_counter()
-    with fast_events():
-        result = defs.resolve_job_def("backtest_job").execute_in_process(
-            instance=instance,
-            tags={RANGE_START: first, RANGE_END: last},
-            run_config=quiet,
-            raise_on_error=False,
-        )
+    apply_event_writes()  # the shipped setting (`make demo` already exports it)
+    result = defs.resolve_job_def("backtest_job").execute_in_process(
+        instance=instance,
+        tags={RANGE_START: first, RANGE_END: last},
+        run_config=quiet,
+        raise_on_error=False,
+    )
     backtest_s = time.perf_counter() - started
     if not result.success:
         raise RuntimeError(f"backtest run {result.run_id} failed: see it in the UI")

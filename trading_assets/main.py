@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from resources.paper_broker import BrokerState
+from trading_assets.event_writes import apply_event_writes
 from trading_assets.partitions import PARTITION_FMT, session_bounds
 
 DEFAULT_SESSION = "2026-03-23"
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
     home.mkdir(parents=True, exist_ok=True)
+    apply_event_writes()  # before the daemon starts: it and its run workers inherit them
     from resources.paper_broker import PaperBroker
     from resources.warehouse import data_dir, table_exists, warehouse_path
 

@@ -339,3 +339,288 @@ def summarize(stages: list[Stage]) -> dict[str, float]:
             out[f"{name}_median"] = median(values)
             out[f"{name}_max"] = max(values)
     return out
+
+
+# --- the real schedule: the daemon ticks the replayed minutes at real speed ---------------------
+
+CLOCK_LEAD_S = 2.0  # the clock jumps this long before a wall minute, to just before the close
+CLOCK_PERIOD_S = 0.2  # how often the replay's clock is moved between jumps (submitted_at grain)
+# The clock runs this far ahead of the wall: the scheduler evaluates its tick milliseconds after
+# the wall minute, and a clock moved every CLOCK_PERIOD_S (each move settles the books) would
+# still read the previous minute then. Every stamp read back is shifted by it (`to_wall`).
+CLOCK_AHEAD_S = 1.0
+
+
+@dataclass
+class Segment:
+    """Replayed minute `minute` closes at wall time `wall_close`; the clock runs at real speed."""
+
+    minute: pd.Timestamp  # naive NY, the bar that closes
+    wall_close: float  # time.time() of its close = the cron tick of the real schedule
+
+    @property
+    def close_utc(self) -> pd.Timestamp:
+        return utc(self.minute) + pd.Timedelta(minutes=1)
+
+    def replayed(self, wall: float) -> pd.Timestamp:
+        return self.close_utc + pd.Timedelta(seconds=wall - self.wall_close + CLOCK_AHEAD_S)
+
+
+def to_wall(segments: list[Segment], replayed: pd.Timestamp) -> float | None:
+    """The wall time at which the broker's clock read `replayed` (None outside segments)."""
+    for s in segments:
+        lag = (replayed - s.close_utc).total_seconds() - CLOCK_AHEAD_S
+        if -CLOCK_LEAD_S <= lag < 60.0 - CLOCK_LEAD_S:
+            return s.wall_close + lag
+    return None
+
+
+class RunningClock:
+    """Moves the broker's clock with the wall clock, one replayed minute per wall minute: segment
+    k's minute closes exactly at a wall-minute boundary (the schedule's cron tick), and the clock
+    jumps forward over the minutes between segments `CLOCK_LEAD_S` before that boundary. A thread
+    sets the clock every `CLOCK_PERIOD_S`, so the broker's timestamps (submitted_at) are wall
+    time shifted per segment, `to_wall` inverts that."""
+
+    def __init__(self, set_clock: Callable[[pd.Timestamp], object], minutes, start_in_s: float):
+        import threading
+
+        now = time.time()
+        first = (int(now + start_in_s + CLOCK_LEAD_S) // 60 + 1) * 60  # a wall-minute boundary
+        self.segments = [Segment(m, first + 60.0 * i) for i, m in enumerate(minutes)]
+        self._set = set_clock
+        self._stop = threading.Event()
+        self._last: pd.Timestamp | None = None
+        self._thread = threading.Thread(target=self._run, name="replay-clock", daemon=True)
+
+    def current(self, wall: float) -> Segment | None:
+        started = [s for s in self.segments if wall >= s.wall_close - CLOCK_LEAD_S]
+        return started[-1] if started else None
+
+    def to_wall(self, replayed: pd.Timestamp) -> float | None:
+        return to_wall(self.segments, replayed)
+
+    def _run(self) -> None:
+        while not self._stop.wait(CLOCK_PERIOD_S):
+            wall = time.time()
+            segment = self.current(wall)
+            if segment is None:
+                continue
+            target = segment.replayed(wall).floor("ms")
+            if self._last is None or target > self._last:
+                self._set(target)
+                self._last = target
+
+    def __enter__(self) -> RunningClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class LiveMinute:
+    """One replayed minute through the real daemon: wall-clock stamps (time.time())."""
+
+    minute: str
+    close: float
+    intraday: dict[str, float] = field(default_factory=dict)  # event -> time
+    steps: dict[str, float] = field(default_factory=dict)  # step key -> seconds
+    actionable: int = 0
+    execute: dict[str, float] = field(default_factory=dict)
+    execute_steps: dict[str, float] = field(default_factory=dict)
+    orders: list[float] = field(default_factory=list)  # wall times of its orders at the broker
+    status: str = ""
+
+
+RUN_EVENTS = ("RUN_ENQUEUED", "RUN_DEQUEUED", "RUN_STARTING", "RUN_START", "RUN_SUCCESS",
+              "RUN_FAILURE")  # fmt: skip
+
+
+def run_timeline(instance, record) -> tuple[dict[str, float], dict[str, float]]:
+    """(run-level stamps incl. `created`, step key -> seconds) from the instance's records."""
+    stamps = {"created": record.create_timestamp.timestamp()}
+    opened: dict[str, float] = {}
+    steps: dict[str, float] = {}
+    for entry in instance.all_logs(record.dagster_run.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        kind = event.event_type.name  # RUN_START (its value is the legacy PIPELINE_START)
+        if kind in RUN_EVENTS:
+            stamps.setdefault(kind, entry.timestamp)
+        elif kind == "STEP_START":
+            opened[event.step_key] = entry.timestamp
+            stamps.setdefault("first_step", entry.timestamp)
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in opened:
+            steps[event.step_key] = entry.timestamp - opened[event.step_key]
+            stamps["last_step"] = entry.timestamp
+    return stamps, steps
+
+
+def replay_schedule(
+    session: str,
+    *,
+    set_clock: Callable[[pd.Timestamp], object],
+    orders: Callable[[], list[dict]],
+    first: str,
+    last: str,
+    skip_quiet: bool = False,
+    log: Callable[[str], None] = print,
+    run_timeout_s: float = 300.0,
+) -> list[LiveMinute]:
+    """The window [first, last] of `session` through the real daemon's `intraday_schedule`.
+
+    Research for the window is materialized first in one run (in process): the history every
+    minute reads, and which minutes have a debated BUY/SELL. Then the daemon starts with
+    `TRADING_REPLAY_CLOCK=broker`: its schedule ticks every wall minute and reads the broker's
+    clock, which `RunningClock` runs at real speed, one session minute per wall minute.
+    `skip_quiet` ticks only the minutes with a BUY/SELL verdict, the clock jumping over the
+    others: quicker, but a run still going at the jump sees the market minutes ahead (one that
+    outlives a wall minute can fail trade_signals' "minute just closed" guard), so the default
+    is real time throughout. The schedule's `intraday_job` run, the sensor and
+    `execute_signals` are the daemon's. `orders()` lists the broker's orders afterwards
+    (submitted_at on its clock)."""
+    from dagster import DagsterInstance, RunsFilter
+
+    from jobs.schedules import REPLAY_CLOCK_ENV
+    from resources.warehouse import warehouse_path
+    from trading_assets.definitions import build_definitions
+
+    if os.environ.get(REPLAY_CLOCK_ENV) != "broker":
+        raise RuntimeError(f"{REPLAY_CLOCK_ENV}=broker must be set for the daemon's schedule")
+    defs = build_definitions()
+    instance = DagsterInstance.get()
+    minutes = session_minutes(session, session)
+    lo, hi = pd.Timestamp(f"{session} {first}"), pd.Timestamp(f"{session} {last}")
+    minutes = minutes[(minutes >= lo) & (minutes <= hi)]
+    if minutes.empty:
+        raise SystemExit(f"no session minutes in {first}..{last} on {session}")
+
+    def run(job: str, a: pd.Timestamp, b: pd.Timestamp) -> None:
+        tags = {"dagster/asset_partition_range_start": key(a),
+                "dagster/asset_partition_range_end": key(b), **REPLAY_TAG}  # fmt: skip
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance, tags=tags, run_config=QUIET, raise_on_error=False
+        )
+        if not result.success:
+            raise RuntimeError(f"{job} {tags} failed (run {result.run_id})")
+
+    previous = session_minutes(
+        (pd.Timestamp(session) - pd.Timedelta(days=7)).strftime("%Y-%m-%d"),
+        (pd.Timestamp(session) - pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
+    )
+    warm_from = previous[previous >= previous[-1].normalize()][0]
+    started = time.perf_counter()
+    opened = session_minutes(session, session)[0]
+    run("ingest_job", warm_from, minutes[0] - pd.Timedelta(minutes=1) if minutes[0] > opened
+        else previous[-1])  # fmt: skip
+    run("research_job", minutes[0], minutes[-1])
+    log(f"warm-up and research {key(warm_from)} .. {key(minutes[-1])}: "
+        f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    decided = proposal_minutes(warehouse_path(), minutes[0], minutes[-1])
+    ticked = [m for m in minutes if m in decided] if skip_quiet else list(minutes)
+    if not ticked:
+        raise SystemExit(f"no debated BUY/SELL in {first}..{last}: nothing would be decided")
+    log(f"ticking {len(ticked)} minutes: " + ", ".join(f"{m:%H:%M}" for m in ticked))
+    with daemon(dict(os.environ), log) as proc:
+        ready = wait_for_signal_sensor(instance, proc)
+        log(f"trade_signal_sensor is watching ({ready:.1f} s after the daemon started)")
+        with RunningClock(set_clock, ticked, start_in_s=3.0) as clock:
+            span = [time.strftime("%H:%M:%S", time.localtime(s.wall_close)) for s in clock.segments]
+            log(f"closes at wall {span[0]} .. {span[-1]}, one a minute")
+            out = [LiveMinute(key(s.minute), s.wall_close) for s in clock.segments]
+            for item in out:  # each minute's runs, as they finish
+                deadline = item.close + run_timeout_s
+                record = execute = None
+                while time.time() < deadline:
+                    records = instance.get_run_records(
+                        RunsFilter(job_name="intraday_job", tags={"dagster/partition": item.minute})
+                    )
+                    if records and records[0].dagster_run.is_finished:
+                        record = records[0]
+                        break
+                    time.sleep(0.5)
+                if record is None:
+                    item.status = "no finished intraday run"
+                    log(f"{item.minute}: {item.status}")
+                    continue
+                item.intraday, item.steps = run_timeline(instance, record)
+                item.status = record.dagster_run.status.value
+                item.actionable = _actionable(instance, record.dagster_run.run_id)
+                while item.actionable and time.time() < deadline:
+                    records = instance.get_run_records(
+                        RunsFilter(
+                            job_name="execute_signals", tags={"dagster/partition": item.minute}
+                        )
+                    )
+                    if records and records[0].dagster_run.is_finished:
+                        execute = records[0]
+                        break
+                    time.sleep(0.5)
+                if execute is not None:
+                    item.execute, item.execute_steps = run_timeline(instance, execute)
+                ran = f", execute_signals {execute.dagster_run.status.value}" if execute else ""
+                log(f"{item.minute}: intraday {item.status}, {item.actionable} actionable{ran}")
+        assign_orders(out, [clock.to_wall(stamp) for stamp in signal_orders(orders())])
+    return out
+
+
+def signal_orders(orders: list[dict]) -> list[pd.Timestamp]:
+    """submitted_at (UTC, the broker's clock) of the bracket orders that signals sent."""
+    return [
+        pd.Timestamp(o["submitted_at"]).tz_convert("UTC")
+        for o in orders
+        if str(o.get("client_order_id", "")).startswith("sig-")
+    ]
+
+
+def assign_orders(minutes: list[LiveMinute], walls: list[float | None]) -> None:
+    """Each order (wall time) to the minute whose execute_signals run was running when it was
+    sent (a slow minute's order may come after the next minute's close)."""
+    for wall in walls:
+        if wall is None:
+            continue
+        for item in minutes:
+            ex = item.execute
+            start, end = ex.get("RUN_START"), ex.get("RUN_SUCCESS", ex.get("RUN_FAILURE"))
+            if start is not None and start - 0.5 <= wall <= (end or start + 600) + 0.5:
+                item.orders.append(wall)
+                break
+
+
+def collect_minutes(instance, closes: dict[str, float]) -> list[LiveMinute]:
+    """LiveMinute per partition key in `closes` (key -> wall time of its close) from the
+    instance's finished intraday_job and execute_signals runs (no orders assigned)."""
+    from dagster import RunsFilter
+
+    out = []
+    for minute, close in closes.items():
+        item = LiveMinute(minute, close)
+        tags = {"dagster/partition": minute}
+        records = instance.get_run_records(RunsFilter(job_name="intraday_job", tags=tags))
+        if records and records[0].dagster_run.is_finished:
+            item.intraday, item.steps = run_timeline(instance, records[0])
+            item.status = records[0].dagster_run.status.value
+            item.actionable = _actionable(instance, records[0].dagster_run.run_id)
+        records = instance.get_run_records(RunsFilter(job_name="execute_signals", tags=tags))
+        if records and records[0].dagster_run.is_finished:
+            item.execute, item.execute_steps = run_timeline(instance, records[0])
+        out.append(item)
+    return out
+
+
+def _actionable(instance, run_id: str) -> int:
+    """trade_signals' `actionable` metadata in run `run_id` (0 without a materialization)."""
+    from dagster import AssetKey, AssetRecordsFilter
+
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("trade_signals")), limit=50
+    ).records
+    for record in records:
+        if record.run_id == run_id and record.asset_materialization is not None:
+            entry = record.asset_materialization.metadata.get("actionable")
+            return int(entry.value) if entry is not None else 0
+    return 0

@@ -28,6 +28,7 @@ from resources.trading_controls import TradingControls
 from trading_assets.assets.ingest import MINUTES
 from trading_assets.checks.ingest import INGEST_CHECKS
 from trading_assets.definitions import build_definitions
+from trading_assets.event_writes import apply_event_writes
 
 CHECKS_ONLY = define_asset_job(
     "ingest_checks_only",
@@ -35,6 +36,7 @@ CHECKS_ONLY = define_asset_job(
     partitions_def=MINUTES,
 )
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+apply_event_writes()  # the shipped setting, as `make test` exports it
 
 
 @dataclass

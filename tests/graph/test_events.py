@@ -101,7 +101,7 @@ def test_research_job_stores_events_and_context_with_green_checks(events_run) ->
     assert all(t in universe for v in events["tickers"] for t in split_tickers(v))
     context = window_rows(graph, "event_context")
     assert len(context) > 0 and context["event_id"].isin(events["event_id"]).all()
-    metadata = result.asset_materializations_for_node("event_context")[0].metadata
+    metadata = result.asset_materializations_for_node("event_context")[-1].metadata
     assert metadata["embedding_model"].value == "wordllama-l2-supercat-256"
     assert metadata["events_with_context"].value > 0
 

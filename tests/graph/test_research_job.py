@@ -99,7 +99,11 @@ def test_only_gated_ticker_minutes_are_debated_and_the_rest_hold_with_a_reason(
     ).all()
     assert transcripts.map(lambda t: t[2]["rebuttal"] != "" and t[3]["rebuttal"] != "").all()
     assert debated["consistent"].all()
-    metadata = result.asset_materializations_for_node("debate_triggers")[0].metadata
+    # The run's summary is recorded once, on its last partition (not copied into every minute).
+    materializations = result.asset_materializations_for_node("debate_triggers")
+    assert "debated" not in materializations[0].metadata
+    metadata = materializations[-1].metadata
+    assert metadata["debated"].value == int(triggers["debated"].sum())
     assert (
         metadata["model_calls_per_ticker_day_gated"].value
         < metadata["model_calls_per_ticker_day_ungated"].value
@@ -205,7 +209,7 @@ def test_pointing_base_url_at_a_server_makes_the_team_use_it_and_a_rerun_makes_z
         in_scope = tech.merge(debated[["ticker", "minute"]], on=["ticker", "minute"])
         assert (in_scope["model"] == "desk-model").all()
         assert (tech["model"] == RULES_MODEL).sum() == len(tech) - len(in_scope)  # labelled
-        metadata = result.asset_materializations_for_node("debate")[0].metadata
+        metadata = result.asset_materializations_for_node("debate")[-1].metadata
         assert metadata["llm_calls"].value > 0 and metadata["llm_input_tokens"].value > 0
         assert "sk-test-secret" not in json.dumps({k: str(v.value) for k, v in metadata.items()})
 
@@ -215,7 +219,7 @@ def test_pointing_base_url_at_a_server_makes_the_team_use_it_and_a_rerun_makes_z
         again = graph.query("SELECT * EXCLUDE (run_id) FROM trading.debate ORDER BY ALL")
         assert again.drop(columns="cached").equals(debate.drop(columns="cached"))
         assert again.loc[again["debated"], "cached"].all()
-        metadata = result.asset_materializations_for_node("debate")[0].metadata
+        metadata = result.asset_materializations_for_node("debate")[-1].metadata
         assert metadata["llm_calls"].value == 0 and metadata["llm_cache_hits"].value > 0
 
 

@@ -20,6 +20,7 @@ import exchange_calendars as xcals
 import pandas as pd
 import pytest
 from dagster import (
+    AssetKey,
     DagsterEventType,
     DagsterInstance,
     DefaultSensorStatus,
@@ -33,11 +34,19 @@ from dagster import (
 from jobs.schedules import flatten_schedule, intraday_schedule, ledger_schedule
 from jobs.trading import LIVE_TAG, close_all_positions
 from resources.broker import BrokerResource
-from sensors.failures import WEBHOOK_ENV, failure_message, post_to_slack, run_failure_alert
+from resources.llm import LLMResource
+from sensors.failures import (
+    WEBHOOK_ENV,
+    failure_message,
+    post_to_slack,
+    run_failure_alert,
+    unmaterialized,
+)
 from tests.fakes.http_server import FakeHTTPServer, FakeResponse
 from tests.graph.conftest import QUIET, make_graph
 from trading_assets.decision.signals import SIGNAL_COLUMNS
 from trading_assets.definitions import defs
+from trading_assets.event_writes import BATCHED_EVENT_WRITES
 from trading_assets.partitions import market_minute_partitions
 from trading_assets.schemas import empty_frame
 
@@ -283,6 +292,38 @@ def test_a_partitioned_runs_message_names_its_minute(tmp_path: Path) -> None:
         text = failure_message(failure_context(instance, result.run_id))
     assert text.startswith(f":rotating_light: execute_signals partition {NORMAL}-10:30 failed")
     assert "broker configuration" in text and "ALPACA_API_KEY" in text
+
+
+def test_a_failed_backfill_says_which_partitions_it_left_unmaterialized(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the shipped batched event writes Dagster shows a failed range's partitions as
+    missing, not failed: the alert records the extent. Here the analysts fail (a model in
+    replay-only mode with an empty cache) after the ingest layer and the gate succeeded."""
+    for name, value in BATCHED_EVENT_WRITES.items():  # the shipped setting
+        monkeypatch.setenv(name, value)
+    llm = LLMResource(
+        provider="openai",
+        base_url="http://127.0.0.1:9/v1",  # never reached: the cache is asked first
+        model="desk-model",
+        api_key="sk-test",
+        cache_mode="replay_only",
+        cache_database=str(tmp_path / "warehouse.duckdb"),
+    )
+    graph = make_graph(tmp_path, llm=llm)
+    first, last = "2026-03-23-09:30", "2026-03-23-09:34"  # headlines at the open: debated
+    with DagsterInstance.ephemeral() as instance:
+        result = graph.run(instance, first, last, job="research_job")
+        assert not result.success
+        text = failure_message(failure_context(instance, result.run_id))
+        still_missing = unmaterialized(instance, instance.get_run_by_id(result.run_id))
+    assert f"{first}..{last} not materialized: " in text
+    for asset in ("technical_analysis", "debate"):
+        assert f"{asset} 5 (from {first})" in text
+        assert len(still_missing[AssetKey(asset)]) == 5
+    for asset in ("bars", "news", "fundamentals", "debate_triggers"):
+        assert still_missing[AssetKey(asset)] == []  # done before the failure
+    assert "re-run the range or backfill its missing partitions" in text
 
 
 def _logs(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> str:

@@ -24,6 +24,7 @@ from trading_assets.research.debate import (
     Consensus,
     Side,
     Verdict,
+    _cap,
     argument_messages,
     continue_debate,
     fallback_argument,
@@ -352,3 +353,19 @@ def test_debate_strength_needs_backing_and_cannot_trade_alone():
     lean = bundle({"technical": report(0.3, 0.6, "RSI 60")})  # net 0.063
     assert rules_verdict(lean, []).action is Action.HOLD
     assert rules_verdict(lean, [loud]).action is Action.BUY
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bull case for AAPL at 2026-03-24T10:00: 2 of 4 analysts lean bullish",
+        "  padded  ",
+        "double  space",
+        "tab\there",
+        "x" * 700,
+        "caf\u00e9 \u200bzero width",
+        "",
+    ],
+)
+def test_the_cap_shortcut_equals_clean(text: str) -> None:
+    assert _cap(text, 600) == clean(text, max_chars=600)

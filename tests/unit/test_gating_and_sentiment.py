@@ -70,6 +70,19 @@ def test_a_tighter_gate_debates_fewer_ticker_minutes(day) -> None:
     assert tight["triggered"].sum() < loose["triggered"].sum()
 
 
+def test_gating_off_debates_every_ticker_minute_and_keeps_the_reasons(day) -> None:
+    bars, news, minutes = day
+    technical = technical_features(bars, minutes)
+    headlines = headline_targets(news, STOCKS)
+    on = gate(technical, headlines)
+    off = gate(technical, headlines, GateSettings(enabled=False))
+    assert off["debated"].all() and (off["hold_reason"] == "").all()
+    assert off["debated"].sum() > 10 * on["debated"].sum()  # what gating saves
+    assert off["reasons"].str.contains("gating off").all()
+    # the real triggers are still recorded next to the switch
+    assert (off["reasons"].str.contains("headline") == on["reasons"].str.contains("headline")).all()
+
+
 def scored(news: pd.DataFrame, score: float = 0.6) -> pd.DataFrame:
     out = headline_targets(news, STOCKS)
     return out.assign(label="positive", score=score, confidence=1.0)

@@ -18,6 +18,7 @@ from trading_assets.analysts.technical import (
     TECHNICAL_INSTRUCTIONS,
     technical_facts,
     technical_features,
+    technical_records,
     technical_report,
 )
 from trading_assets.partitions import session_minutes
@@ -192,3 +193,16 @@ def test_empty_input_and_instructions() -> None:
     assert empty.empty and list(empty.columns) == list(TECHNICAL_COLUMNS)
     assert technical_report({"ticker": "AAPL"}).confidence == 0.0
     assert 2 <= TECHNICAL_INSTRUCTIONS.count(". ") + 1 <= 4
+
+
+def test_vectorised_scores_give_the_same_reports_as_scoring_each_row(day: pd.DataFrame) -> None:
+    """`technical_records` scores whole columns once; every report must be the per-row one."""
+    frame = day.copy()
+    frame.loc[frame.index[::5], "atr_14"] = np.inf  # non-finite values read as missing either way
+    frame.loc[frame.index[::11], "ema_12_5m"] = np.nan
+    records = technical_records(frame)
+    plain = frame.to_dict("records")
+    assert len(records) == len(plain)
+    for fast, slow in zip(records, plain, strict=True):
+        assert technical_report(fast) == technical_report(slow)
+        assert technical_facts(fast) == technical_facts(slow)

@@ -26,6 +26,7 @@ DEFAULT_HALF_LIFE_MINUTES = 120.0
 # so one fresh, confident headline moves the score to about two thirds of its own.
 PRIOR_WEIGHT = 0.5
 TOP_HEADLINES = 3
+_NONE = np.iinfo(np.int64).min  # "no known headline" in an int64 view of datetimes
 
 SENTIMENT_INSTRUCTIONS = (
     "You are the sentiment analyst. Judge how the recent headlines about the company move the "
@@ -119,9 +120,13 @@ def sentiment_features(
             )
             for i, row in enumerate(order)
         ]
-        latest = np.where(known, own["published_at"].values[None, :], np.datetime64("NaT"))
+        # The newest publication time among the known headlines, in one vectorised max (a
+        # per-minute Python scan over every headline grew with the range's news).
+        published = own["published_at"].to_numpy("datetime64[ns]")
+        stamps = np.where(known & ~np.isnat(published)[None, :], published.view("int64"), _NONE)
+        newest = stamps.max(axis=1, initial=_NONE)
         frame["data_as_of"] = pd.to_datetime(
-            [row[~np.isnat(row)].max() if (~np.isnat(row)).any() else pd.NaT for row in latest]
+            np.where(newest == _NONE, np.datetime64("NaT", "ns"), newest.view("datetime64[ns]"))
         )
         out.append(frame)
     if not out:

@@ -8,7 +8,7 @@ the minute in its session (`technical_features` rows). The asset layer only load
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,6 +23,7 @@ from trading_assets.analysts.fundamental import (
 from trading_assets.analysts.headline_sentiment import MODEL_NAME as HEADLINE_MODEL
 from trading_assets.analysts.headline_sentiment import HeadlineSentimentModel
 from trading_assets.analysts.macro import MACRO_INSTRUCTIONS, macro_facts, macro_report
+from trading_assets.analysts.report import AnalystReport
 from trading_assets.analysts.sentiment import (
     DEFAULT_HALF_LIFE_MINUTES,
     HEADLINE_INSTRUCTIONS,
@@ -36,6 +37,7 @@ from trading_assets.analysts.sentiment import (
 from trading_assets.analysts.technical import (
     TECHNICAL_INSTRUCTIONS,
     technical_facts,
+    technical_records,
     technical_report,
 )
 from trading_assets.events.brief import EventBrief
@@ -146,6 +148,22 @@ def with_briefs(
     return records
 
 
+def _once_per_minute(spec: AnalystSpec) -> AnalystSpec:
+    """`spec` with its rules report made once per minute and shared by the minute's tickers.
+
+    For the macro analyst only: `macro_report` reads nothing but the minute's regime columns
+    (one `macro_features` row broadcast to every ticker), so every ticker's report is equal."""
+    reports: dict[object, AnalystReport] = {}
+
+    def report(row: Mapping[str, Any]) -> AnalystReport:
+        minute = row["minute"]
+        if minute not in reports:
+            reports[minute] = spec.report(row)
+        return reports[minute]
+
+    return replace(spec, report=report)
+
+
 def analyst_rows(
     name: str,
     inputs: TeamInputs,
@@ -155,7 +173,7 @@ def analyst_rows(
     grid = inputs.grid[["minute", "ticker"]]
     scope = inputs.in_scope.tolist()
     if name == "technical":
-        return run_analyst(SPECS[name], _records(inputs.grid), llm, scope)
+        return run_analyst(SPECS[name], technical_records(inputs.grid), llm, scope)
     if name == "fundamental":
         f = inputs.fundamentals.drop(columns=["run_id"], errors="ignore")
         rows = grid.merge(f, on=["minute", "ticker"], how="left")
@@ -169,7 +187,7 @@ def analyst_rows(
         return run_analyst(SPECS[name], with_briefs(_records(rows), inputs.briefs), llm, scope)
     if name == "macro":
         rows = grid.merge(inputs.macro, on="minute", how="left", suffixes=("", "_macro"))
-        return run_analyst(SPECS[name], _records(rows), llm, scope)
+        return run_analyst(_once_per_minute(SPECS[name]), _records(rows), llm, scope)
     raise ValueError(f"unknown analyst {name!r}; one of {ANALYSTS}")
 
 

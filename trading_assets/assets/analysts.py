@@ -34,6 +34,7 @@ from trading_assets.analysts.sentiment import headline_targets
 from trading_assets.analysts.team import ANALYSTS, TeamInputs, analyst_rows, covered
 from trading_assets.analysts.technical import technical_features
 from trading_assets.assets.ingest import MINUTES, PARTITION_EXPR, stamped
+from trading_assets.assets.metadata import add_run_summary
 from trading_assets.events.brief import LOOKBACK, EventBrief, event_briefs
 from trading_assets.partitions import PARTITION_FMT, previous_session_minute
 from trading_assets.research.debate import DEFAULT_ROUNDS
@@ -101,6 +102,9 @@ _GATE = GateSettings()  # the defaults live in the pure module; the launchpad sh
 
 
 class GateConfig(Config):
+    enabled: bool = Field(
+        True, description="off: every ticker-minute is debated, uncapped (costs ~23x the calls)"
+    )
     max_per_minute: int = Field(_GATE.max_per_minute, description="debates a minute at most")
     signal_threshold: float = Field(
         _GATE.signal_threshold, description="|technical score| crossing that triggers"
@@ -143,7 +147,8 @@ def debate_triggers(
     gated = gate(technical, headlines, GateSettings(**config.model_dump()))
     frame = gated[gated["minute"].isin(minutes)].reset_index(drop=True)
     new = headlines[headlines["minute"].isin(minutes) & ~headlines["flagged"].astype(bool)]
-    context.add_output_metadata(
+    add_run_summary(
+        context,
         {
             "ticker_minutes": len(frame),
             "triggered": int(frame["triggered"].sum()),
@@ -152,7 +157,7 @@ def debate_triggers(
             "trigger_kinds": MetadataValue.json(trigger_kinds(frame)),
             "quarantined_headlines": int(headlines["flagged"].astype(bool).sum()),
             **calls_per_ticker_day(frame, rounds=DEFAULT_ROUNDS, headlines=len(new)),
-        }
+        },
     )
     return stamped(frame, context)
 
@@ -247,10 +252,9 @@ def analyst_team(
             frames = {n: f.result() for n, f in futures.items()}
     for name in selected:
         frame = frames[name]
-        yield Output(
-            stamped(frame, context),
-            output_name=f"{name}_analysis",
-            metadata={
+        add_run_summary(
+            context,
+            {
                 "rows": len(frame),
                 "stances": MetadataValue.json(frame["stance"].value_counts().to_dict()),
                 "mean_confidence": round(float(frame["confidence"].mean()), 3)
@@ -261,4 +265,6 @@ def analyst_team(
                 "rows_citing_events": int((frame["cited_events"] != "[]").sum()),
                 **model_metadata(llm, clients[name]),
             },
+            asset_key=f"{name}_analysis",
         )
+        yield Output(stamped(frame, context), output_name=f"{name}_analysis")

@@ -27,6 +27,7 @@ from resources.warehouse import SCHEMA, data_dir, table_exists
 from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
 from trading_assets.assets.decision import SESSION_HISTORY
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
+from trading_assets.assets.metadata import add_run_summary
 from trading_assets.backtest.baselines import run_baselines
 from trading_assets.backtest.chart import equity_chart_png, markdown_image
 from trading_assets.backtest.metrics import equity_curve, per_ticker, performance_table
@@ -75,7 +76,8 @@ def backtest_fills(
     fills = simulate_fills(trade_signals, bars, config.model(), horizon=last)
     fills = fills[(fills["minute"] >= first) & (fills["minute"] <= last)].reset_index(drop=True)
     entries = fills[fills["reason"] == "entry"]
-    context.add_output_metadata(
+    add_run_summary(
+        context,
         {
             "fills": len(fills),
             "trades_entered": int(entries["trade_id"].nunique()),
@@ -84,7 +86,7 @@ def backtest_fills(
             "slippage_usd": round(float(fills["slippage_cost"].sum()), 2),
             "cash_flow_usd": round(float(fills["cash_delta"].sum()), 2),
             "costs": MetadataValue.json(config.model_dump()),
-        }
+        },
     )
     return stamped(fills, context)
 

@@ -22,7 +22,8 @@ from resources.trading_controls import LIVE_TAG, TradingControls
 from resources.warehouse import SCHEMA, table_exists
 from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
-from trading_assets.backtest.simulate import session_signals
+from trading_assets.assets.metadata import add_run_summary
+from trading_assets.decision.backtest_book import backtest_signals
 from trading_assets.decision.risk import PortfolioState
 from trading_assets.decision.signals import (
     SIGNAL_COLUMNS,
@@ -32,11 +33,7 @@ from trading_assets.decision.signals import (
     proposals_by_minute,
     signal_frame,
 )
-from trading_assets.decision.sources import (
-    state_from_backtest,
-    state_from_broker,
-    state_from_ledger,
-)
+from trading_assets.decision.sources import state_from_broker, state_from_ledger
 from trading_assets.partitions import FULL_SESSION_MINUTES, session_bounds
 from trading_assets.schemas import conform
 
@@ -145,45 +142,48 @@ def trade_signals(
             "(portfolio_source 'auto' or 'backtest')",
             allow_retries=False,
         )
-    ledger = pd.DataFrame()
-    if source == "ledger" and proposals:
-        first_day = minutes.min().normalize() - pd.Timedelta(days=7)
-        ledger = read_ledger(warehouse, first_day, minutes.max())
-    stored, bars_by_day = pd.DataFrame(), {}
-    if source == "backtest" and proposals:
-        stored = read_session_signals(warehouse, minutes.min().normalize(), minutes.min())
-        bars_by_day = dict(tuple(bars.groupby(bars["minute"].dt.normalize())))
-    frames: list[pd.DataFrame] = []
-    decided: dict[pd.Timestamp, list[pd.DataFrame]] = {}  # this run's signals by session day
-    for minute, batch in proposals.items():
-        bounds = session_bounds(minute.date())
-        if bounds is None:
-            raise Failure(description=f"{minute} is not in an NYSE session")
-        as_of = (minute + pd.Timedelta(minutes=1)).to_pydatetime()
-        try:
-            if source == "broker":
-                state = _broker_state(context, broker, controls, minute, bounds[0])
-            elif source == "ledger":
-                state = state_from_ledger(
-                    ledger, as_of, controls.starting_equity, controls.kill_switch, limits
-                )
-            else:
-                state = state_from_backtest(
-                    session_signals([stored, *decided.get(minute.normalize(), [])], minute),
-                    bars_by_day.get(minute.normalize(), bars.iloc[:0]),
-                    minute,
-                    controls.starting_equity,
-                    controls.kill_switch,
-                    limits,
-                )
-        except BrokerError as exc:
-            raise Failure(description=f"portfolio state from the broker failed: {exc}") from exc
-        signals = minute_signals(batch, state, limits, sectors, minute, bounds[1])
-        frames.append(signal_frame(signals, state, source))
-        decided.setdefault(minute.normalize(), []).append(frames[-1])
+    if source == "backtest":
+        off_session = [m for m in proposals if session_bounds(m.date()) is None]
+        if off_session:
+            raise Failure(description=f"{off_session[0]} is not in an NYSE session")
+        stored = pd.DataFrame()
+        if proposals:
+            stored = read_session_signals(warehouse, minutes.min().normalize(), minutes.min())
+        frames = backtest_signals(
+            proposals,
+            stored,
+            bars,
+            limits=limits,
+            sectors=sectors,
+            equity=controls.starting_equity,
+            kill_switch=controls.kill_switch,
+        )
+    else:
+        frames = []
+        ledger = pd.DataFrame()
+        if source == "ledger" and proposals:
+            first_day = minutes.min().normalize() - pd.Timedelta(days=7)
+            ledger = read_ledger(warehouse, first_day, minutes.max())
+        for minute, batch in proposals.items():
+            bounds = session_bounds(minute.date())
+            if bounds is None:
+                raise Failure(description=f"{minute} is not in an NYSE session")
+            as_of = (minute + pd.Timedelta(minutes=1)).to_pydatetime()
+            try:
+                if source == "broker":
+                    state = _broker_state(context, broker, controls, minute, bounds[0])
+                else:
+                    state = state_from_ledger(
+                        ledger, as_of, controls.starting_equity, controls.kill_switch, limits
+                    )
+            except BrokerError as exc:
+                raise Failure(description=f"portfolio state from the broker failed: {exc}") from exc
+            signals = minute_signals(batch, state, limits, sectors, minute, bounds[1])
+            frames.append(signal_frame(signals, state, source))
     frame = pd.concat(frames, ignore_index=True) if frames else signal_frame([], None, source)
     ready = actionable(frame)
-    context.add_output_metadata(
+    add_run_summary(
+        context,
         {
             "proposals": len(frame),
             "actionable": len(ready),
@@ -193,6 +193,6 @@ def trade_signals(
             "portfolio_source": source,
             "kill_switch": controls.kill_switch,
             "broker": broker.describe(),
-        }
+        },
     )
     return stamped(frame, context)

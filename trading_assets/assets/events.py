@@ -32,6 +32,7 @@ from trading_assets.assets.analysts import (
     run_minutes,
 )
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
+from trading_assets.assets.metadata import add_run_summary
 from trading_assets.events.context import (
     DEFAULT_K,
     DEFAULT_MIN_SIMILARITY,
@@ -252,7 +253,8 @@ def market_events(
         with model_failures(), llm.client() as client:
             frame, asked = model_events(frame, client, symbols)
     first = frame[frame["duplicate_of"] == ""]
-    context.add_output_metadata(
+    add_run_summary(
+        context,
         {
             "events": len(frame),
             "new_events": len(first),
@@ -266,7 +268,7 @@ def market_events(
             "dropped_model_tickers": int((frame["dropped_tickers"] != "").sum()),
             "universe": ",".join(symbols),
             **model_metadata(llm, client),
-        }
+        },
     )
     return stamped(frame, context)
 
@@ -373,7 +375,8 @@ def event_context(
             rows["embedding_dim"] = int(vectors.shape[1])
             rows["embedding_norm"] = rows["event_id"].astype(str).map(norms).astype(float)
             frame = conform(rows, CONTEXT_COLUMNS)
-    context.add_output_metadata(
+    add_run_summary(
+        context,
         {
             "new_events": len(new),
             "events_with_context": int(frame["event_id"].nunique()),
@@ -384,7 +387,7 @@ def event_context(
             "mean_similarity": round(float(frame["similarity"].mean()), 4) if len(frame) else 0.0,
             "embedding_model": EMBEDDING_MODEL,
             "preview": MetadataValue.md(_preview(frame)),
-        }
+        },
     )
     return stamped(frame, context)
 

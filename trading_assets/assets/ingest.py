@@ -23,6 +23,7 @@ from dagster import (
 
 from resources.errors import ProviderConfigError
 from resources.market_data import MarketDataResource
+from trading_assets.assets.metadata import add_run_summary
 from trading_assets.ingest.bars import bars_frame
 from trading_assets.ingest.fundamentals import fundamentals_frame
 from trading_assets.ingest.news import dedupe_news
@@ -79,13 +80,14 @@ def bars(context: AssetExecutionContext, market_data: MarketDataResource) -> pd.
     start, end = context.partition_time_window
     raw = provider_call(lambda: market_data.fetch_bars(*window_to_utc(start, end)))
     frame = bars_frame(raw, market_data.bars_provider)
-    context.add_output_metadata(
+    add_run_summary(
+        context,
         {
             "rows": len(frame),
             "tickers": MetadataValue.text(",".join(sorted(frame["ticker"].unique()))),
             "partitions": len(context.partition_keys),
             **market_data.describe(),
-        }
+        },
     )
     return stamped(frame, context)
 
@@ -109,13 +111,14 @@ def news(context: AssetExecutionContext, market_data: MarketDataResource) -> pd.
         )
     )
     frame = dedupe_news(raw, market_data.universe(), grid, start, end)
-    context.add_output_metadata(
+    add_run_summary(
+        context,
         {
             "stories": len(frame),
             "provider_rows_read": len(raw),
             "partitions": len(context.partition_keys),
             **market_data.describe(),
-        }
+        },
     )
     return stamped(frame, context)
 
@@ -133,12 +136,13 @@ def fundamentals(
     that need that minute's close (P/E, P/S, debt/equity, ROE, FCF yield)."""
     facts = provider_call(market_data.fetch_facts)
     frame = fundamentals_frame(facts, bars[["minute", "ticker", "close"]])
-    context.add_output_metadata(
+    add_run_summary(
+        context,
         {
             "rows": len(frame),
             "tickers_with_facts": MetadataValue.text(",".join(sorted(frame["ticker"].unique()))),
             "facts_read": len(facts),
             **market_data.describe(),
-        }
+        },
     )
     return stamped(frame, context)

@@ -33,6 +33,7 @@ from trading_assets.assets.analysts import (
     model_metadata,
 )
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
+from trading_assets.assets.metadata import add_run_summary
 from trading_assets.research.bundle import Key, build_bundles
 from trading_assets.research.debate import DEFAULT_ROUNDS, AnalystBundle, Side
 from trading_assets.research.protocol import (
@@ -116,16 +117,17 @@ def researchers(
             said = {s: f.result() for s, f in futures.items()}
     for side in sides:
         frame = argument_frame(said[side])
-        yield Output(
-            stamped(frame, context),
-            output_name=f"{side.value}_case",
-            metadata={
+        add_run_summary(
+            context,
+            {
                 "arguments": len(frame),
                 "mean_strength": round(float(frame["strength"].mean()), 3) if len(frame) else 0.0,
                 "fallbacks": int(frame["fallback"].sum()),
                 **model_metadata(llm, clients[side]),
             },
+            asset_key=f"{side.value}_case",
         )
+        yield Output(stamped(frame, context), output_name=f"{side.value}_case")
 
 
 class DebateConfig(Config):
@@ -196,7 +198,8 @@ def debate(
         debate_triggers, transcripts, opening, rounds_said, verdicts, config.rounds
     )
     debated = frame[frame["debated"]]
-    context.add_output_metadata(
+    add_run_summary(
+        context,
         {
             "ticker_minutes": len(frame),
             "debates": len(debated),
@@ -206,6 +209,6 @@ def debate(
             "debates_citing_events": int((debated["cited_events"] != "[]").sum()),
             "rounds": config.rounds,
             **stats,
-        }
+        },
     )
     return stamped(frame, context)

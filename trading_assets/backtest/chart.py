@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # matplotlib (~0.8 s of imports) loads on the first chart, not with the code
+    from matplotlib.figure import Figure  # location that every run worker imports
 
 MAX_DATE_TICKS = 12
 
@@ -21,6 +23,9 @@ MAX_DATE_TICKS = 12
 def equity_figure(curves: dict[str, pd.DataFrame], title: str) -> Figure:
     """Two panels sharing the x axis: equity normalised to 1.0 at the start (the curve's
     `attrs["starting_equity"]`, else its first equity), and drawdown, one line per strategy."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(11, 6.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     equity_axes, drawdown_axes = figure.subplots(

@@ -6,14 +6,18 @@
 * ledger: rebuilt from `broker_orders` rows as of the minute (fills stamped before the minute's
   close only), starting from a configured equity; no broker call.
 * backtest (backfills): the session's earlier signals filled by the paper broker's rules over
-  the bars up to the minute (`trading_assets/backtest/simulate.py`).
+  the bars up to the minute (`trading_assets/backtest/simulate.py`). `state_from_backtest`
+  re-simulates the session for one minute; a backfill advances one incremental book per session
+  instead (`backtest_book.py`), which gives the same state at every minute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from resources.broker import BrokerClient, OrderState
@@ -163,26 +167,61 @@ def state_from_ledger(
     )
 
 
-def simulated_fill_events(fills: pd.DataFrame) -> list[FillEvent]:
-    """The broker's view of simulated fills: one event per order (entry or exit leg) with its
-    average price, stamped at its last fill's bar close, as `broker_fills` reports them."""
-    if fills.empty:
-        return []
-    frame = fills.assign(notional=fills["qty"] * fills["price"])
+def fill_events(rows: Iterable[Mapping[str, Any]]) -> list[FillEvent]:
+    """The broker's view of simulated fills (`BACKTEST_FILL_COLUMNS` rows in the fill frame's
+    order): one event per order (entry or exit leg) with its average price, stamped at its last
+    fill's bar close, as `broker_fills` reports them. Plain rows, so the incremental book and
+    the re-simulation share it."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((str(row["trade_id"]), str(row["reason"])), []).append(row)
     events = []
-    for (trade_id, leg), rows in frame.groupby(["trade_id", "reason"], sort=False):
-        qty = float(rows["qty"].sum())
+    for (trade_id, leg), group in groups.items():
+        qty = float(np.sum([r["qty"] for r in group]))
+        notional = float(np.sum([r["qty"] * r["price"] for r in group]))
+        last = max(pd.Timestamp(r["minute"]) for r in group)
         events.append(
             FillEvent(
-                symbol=str(rows["ticker"].iloc[0]),
-                side=str(rows["side"].iloc[0]),  # type: ignore[arg-type]
+                symbol=str(group[0]["ticker"]),
+                side=str(group[0]["side"]),  # type: ignore[arg-type]
                 qty=qty,
-                price=float(rows["notional"].sum()) / qty,
-                at=(pd.Timestamp(rows["minute"].max()) + pd.Timedelta(minutes=1)).to_pydatetime(),
+                price=notional / qty,
+                at=(last + pd.Timedelta(minutes=1)).to_pydatetime(),
                 order_id=f"{trade_id}-{leg}",
             )
         )
     return sorted(events, key=lambda f: f.at)
+
+
+def backtest_state(
+    events: list[FillEvent],
+    marks: Mapping[str, float],
+    cash: float,
+    entries: int,
+    minute: pd.Timestamp,
+    equity: float,
+    kill_switch: bool,
+    limits: RiskLimits | None = None,
+) -> PortfolioState:
+    """A backtest book at the close of `minute` as the risk manager sees it: the positions the
+    simulated fill `events` leave, valued at the `marks` (each ticker's last close so far).
+    One assembly for the re-simulation here and the incremental book, so both give one state."""
+    positions = [
+        p.model_copy(update={"mark": float(marks[p.ticker])}) if p.ticker in marks else p
+        for p in positions_from_fills(events)
+    ]
+    value = sum(p.qty * (p.mark or p.avg_price) for p in positions)
+    return portfolio_state(
+        equity=cash + value,
+        cash=cash,
+        positions=positions,
+        fills_today=events,
+        entries_today=entries,
+        as_of=(minute + pd.Timedelta(minutes=1)).to_pydatetime(),
+        day_start_equity=equity,
+        kill_switch=kill_switch,
+        limits=limits,
+    )
 
 
 def state_from_backtest(
@@ -198,28 +237,22 @@ def state_from_backtest(
     through the paper broker's fill rules over the bars up to `minute` (no later bar is read).
 
     Each session starts flat from `equity`, as a fresh paper account would; the equity curve of
-    `backtest_performance` carries P&L across sessions, the sizing here does not.
+    `backtest_performance` carries P&L across sessions, the sizing here does not. This
+    re-simulates the session so far on every call: the reference that a backfill's
+    incremental book (`trading_assets/decision/backtest_book.py`) must equal at every minute.
     """
     day = minute.normalize()
     session = bars[(bars["minute"] >= day) & (bars["minute"] <= minute)]
     fills = simulate_fills(earlier_signals, session, model or FillModel(), horizon=minute)
-    events = simulated_fill_events(fills)
     marks = session.sort_values("minute").groupby("ticker")["close"].last()
-    positions = [
-        p.model_copy(update={"mark": float(marks[p.ticker])}) if p.ticker in marks.index else p
-        for p in positions_from_fills(events)
-    ]
-    cash = equity + float(fills["cash_delta"].sum())
-    value = sum(p.qty * (p.mark or p.avg_price) for p in positions)
     entries = len(actionable(earlier_signals)) if len(earlier_signals) else 0
-    return portfolio_state(
-        equity=cash + value,
-        cash=cash,
-        positions=positions,
-        fills_today=events,
-        entries_today=entries,
-        as_of=(minute + pd.Timedelta(minutes=1)).to_pydatetime(),
-        day_start_equity=equity,
-        kill_switch=kill_switch,
-        limits=limits,
+    return backtest_state(
+        fill_events(fills.to_dict("records")),
+        marks.to_dict(),
+        equity + float(fills["cash_delta"].sum()),
+        entries,
+        minute,
+        equity,
+        kill_switch,
+        limits,
     )

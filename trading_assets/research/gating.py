@@ -28,6 +28,9 @@ TRIGGER_COLUMNS: dict[str, str] = {
 
 
 class GateSettings(BaseModel):
+    enabled: bool = Field(
+        True, description="off: every ticker-minute is debated, uncapped (to measure the saving)"
+    )
     max_per_minute: int = Field(3, ge=0, description="debates a minute at most (strongest first)")
     signal_threshold: float = Field(0.5, gt=0, le=1, description="|technical score| crossing")
     return_z: float = Field(3.0, gt=0, description="|1-minute return z-score| for a price shock")
@@ -54,8 +57,10 @@ def gate(
         if not fresh.empty
         else pd.Series(dtype="int64", index=pd.MultiIndex.from_arrays([[], []]))
     )
+    # A dict, not `counts.get` per row: a MultiIndex lookup per ticker-minute was most of the gate.
+    per_key = dict(zip(counts.index, counts.tolist(), strict=True))
     new_news = np.array(
-        [counts.get((t, m), 0) for t, m in zip(frame["ticker"], frame["minute"], strict=True)]
+        [per_key.get((t, m), 0) for t, m in zip(frame["ticker"], frame["minute"], strict=True)]
     )
 
     score = frame["signal_score"].astype(float)
@@ -79,6 +84,9 @@ def gate(
     for i in np.flatnonzero((ratio >= s.volume_ratio).to_numpy()):
         reasons[i].append(f"volume shock: {ratio.iat[i]:.1f}x its average")
         strength[i] += ratio.iat[i] / s.volume_ratio * 0.5
+    if not s.enabled:
+        for found in reasons:
+            found.append("gating off: every ticker-minute is debated")
 
     out = pd.DataFrame(
         {
@@ -96,15 +104,13 @@ def gate(
     rank = ranked.groupby("minute").cumcount() + 1
     out["rank"] = 0
     out.loc[rank.index, "rank"] = rank.to_numpy()
-    out["debated"] = out["triggered"] & (out["rank"] <= s.max_per_minute)
+    cap = s.max_per_minute if s.enabled else len(out)
+    out["debated"] = out["triggered"] & (out["rank"] <= cap)
     out["hold_reason"] = np.select(
         [out["debated"], out["triggered"]],
         [
             "",
-            [
-                f"capped: trigger rank {r} > {s.max_per_minute} debates a minute"
-                for r in out["rank"]
-            ],
+            [f"capped: trigger rank {r} > {cap} debates a minute" for r in out["rank"]],
         ],
         default="no trigger: no new headline, signal crossing or shock",
     )
