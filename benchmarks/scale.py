@@ -188,29 +188,20 @@ def report(results: dict[int, dict], minutes: int) -> None:
     line("wall time of the run, s", [f"{results[n]['wall_s']:.1f}" for n in sizes])
     line("s per ticker-session", [f"{results[n]['wall_s'] / n:.2f}" for n in sizes])
     base = sizes[0]
-    if growth:
-        line(
-            f"marginal s per added ticker vs N={base}",
-            ["-"]
-            + [
-                f"{(results[n]['wall_s'] - results[base]['wall_s']) / (n - base):.2f}"
-                for n in sizes[1:]
-            ],
-        )
+
+    def marginal(label: str, key: str, fmt: str) -> None:
+        """Per added ticker against the smallest universe, when there is growth to show."""
+        if growth:
+            rest = [(results[n][key] - results[base][key]) / (n - base) for n in sizes[1:]]
+            line(f"marginal {label} per added ticker vs N={base}", ["-", *map(fmt.format, rest)])
+
+    marginal("s", "wall_s", "{:.2f}")
     line("peak RSS, MiB", [f"{results[n]['peak_rss_mib']:,.0f}" for n in sizes])
     line(
         "  of which before the run (imports)",
         [f"{results[n]['rss_before_mib']:,.0f}" for n in sizes],
     )
-    if growth:
-        line(
-            f"marginal MiB per added ticker vs N={base}",
-            ["-"]
-            + [
-                f"{(results[n]['peak_rss_mib'] - results[base]['peak_rss_mib']) / (n - base):.1f}"
-                for n in sizes[1:]
-            ],
-        )
+    marginal("MiB", "peak_rss_mib", "{:.1f}")
     line("warehouse file, MiB", [f"{results[n]['warehouse_mib']:.0f}" for n in sizes])
     line("process incl. imports, s", [f"{results[n]['process_s']:.0f}" for n in sizes])
     steps = sorted(

@@ -8,30 +8,25 @@ a model that keeps failing validation degrades the team to HOLD, which is safe b
 
 import json
 import os
-from collections.abc import Callable
 
 import pandas as pd
 from dagster import (
-    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
     MetadataValue,
-    asset_check,
 )
 from dagster_duckdb import DuckDBResource
 
 from resources.warehouse import SCHEMA, table_exists
 from trading_assets.analysts.report import ANALYSIS_COLUMNS
 from trading_assets.analysts.team import ANALYSTS
-from trading_assets.assets.ingest import MINUTES
 from trading_assets.checks.expectations import Expectation, validate
-from trading_assets.checks.ingest import MINUTE, load_rows, missing_table, suite_result
+from trading_assets.checks.ingest import MINUTE, suite_result, warehouse_check
 from trading_assets.research.gating import TRIGGER_COLUMNS
 from trading_assets.research.protocol import ARGUMENT_COLUMNS, DEBATE_COLUMNS
 
 FALLBACK_WARN_RATE = float(os.environ.get("TRADING_LLM_FALLBACK_WARN", "0.05"))
-RUN_ID = {"run_id": "string"}
 
 
 def _in_set(column: str, values: list[object], label: str) -> Expectation:
@@ -88,34 +83,6 @@ ANALYSIS_EXPECTATIONS = [
 ]
 
 
-def _warehouse_check(
-    asset_name: str,
-    name: str,
-    columns: dict[str, str],
-    blocking: bool,
-    description: str,
-    body: Callable[
-        [AssetCheckExecutionContext, DuckDBResource, pd.DataFrame, object], AssetCheckResult
-    ],
-) -> AssetChecksDefinition:
-    """A partitioned check that loads its asset's rows for the range and hands them to `body`."""
-
-    @asset_check(
-        asset=asset_name,
-        name=name,
-        partitions_def=MINUTES,
-        blocking=blocking,
-        description=description,
-    )
-    def _check(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
-        loaded = load_rows(context, warehouse, asset_name, {**columns, **RUN_ID})
-        if loaded is None:
-            return missing_table(asset_name)
-        return body(context, warehouse, loaded.inside, loaded)
-
-    return _check
-
-
 def _analysis_valid(asset_name: str) -> AssetChecksDefinition:
     def body(context, warehouse, frame, loaded) -> AssetCheckResult:
         checked = frame.assign(
@@ -124,7 +91,7 @@ def _analysis_valid(asset_name: str) -> AssetChecksDefinition:
         outcome = validate(checked, asset_name, ANALYSIS_EXPECTATIONS)
         return suite_result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
 
-    return _warehouse_check(
+    return warehouse_check(
         asset_name,
         f"{asset_name}_valid",
         ANALYSIS_COLUMNS,
@@ -151,7 +118,7 @@ def _fallback_rate(asset_name: str, columns: dict[str, str]) -> AssetChecksDefin
             },
         )
 
-    return _warehouse_check(
+    return warehouse_check(
         asset_name,
         f"{asset_name}_fallback_rate",
         columns,
@@ -278,7 +245,7 @@ def _debate_body(context, warehouse, frame, loaded) -> AssetCheckResult:
 
 
 AGENT_CHECKS: list[AssetChecksDefinition] = [
-    _warehouse_check(
+    warehouse_check(
         "debate_triggers",
         "debate_triggers_valid",
         TRIGGER_COLUMNS,
@@ -289,7 +256,7 @@ AGENT_CHECKS: list[AssetChecksDefinition] = [
     *[_analysis_valid(f"{name}_analysis") for name in ANALYSTS],
     *[_fallback_rate(f"{name}_analysis", ANALYSIS_COLUMNS) for name in ANALYSTS],
     *[
-        _warehouse_check(
+        warehouse_check(
             f"{side}_case",
             f"{side}_case_valid",
             ARGUMENT_COLUMNS,
@@ -300,7 +267,7 @@ AGENT_CHECKS: list[AssetChecksDefinition] = [
         )
         for side in ("bull", "bear")
     ],
-    _warehouse_check(
+    warehouse_check(
         "debate",
         "debate_valid",
         DEBATE_COLUMNS,

@@ -13,8 +13,7 @@ from dagster_duckdb import DuckDBResource
 from resources.warehouse import SCHEMA
 from trading_assets.assets.ingest import MINUTES
 from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS
-from trading_assets.checks.decision import RUN_ID
-from trading_assets.checks.ingest import load_rows, missing_table
+from trading_assets.checks.ingest import RUN_ID, load_rows, missing_table
 
 SLACK = 1e-6  # float noise on prices built from bar prices
 

@@ -19,12 +19,11 @@ from pydantic import ValidationError
 
 from resources.trading_controls import TradingControls
 from trading_assets.assets.ingest import MINUTES
-from trading_assets.checks.ingest import load_rows, missing_table
+from trading_assets.checks.ingest import RUN_ID, load_rows, missing_table
 from trading_assets.decision.risk import Signal, validate
 from trading_assets.decision.signals import SIGNAL_COLUMNS
 from trading_assets.execution.ledger import LEDGER_COLUMNS, SENT_STATES
 
-RUN_ID = {"run_id": "string"}
 SIGNAL_FIELDS = tuple(Signal.model_fields)
 
 

@@ -16,13 +16,12 @@ from resources.market_data import MarketDataResource
 from resources.warehouse import SCHEMA, table_exists
 from trading_assets.assets.events import CONTEXT_COLUMNS, MARKET_EVENT_COLUMNS
 from trading_assets.assets.ingest import MINUTES
-from trading_assets.checks.ingest import load_rows, missing_table
+from trading_assets.checks.ingest import RUN_ID, load_rows, missing_table, warehouse_check
 from trading_assets.events.context import split_tickers
 from trading_assets.events.extract import EVENT_TYPES
 from trading_assets.ingest.news import story_key
 from trading_assets.partitions import session_bounds
 
-RUN_ID = {"run_id": "string"}
 EMBEDDING_DIM = 256
 NORM_TOLERANCE = 1e-3
 
@@ -124,21 +123,9 @@ def duplicate_problems(frame: pd.DataFrame, roots: pd.DataFrame) -> tuple[list[s
     return problems, unresolved
 
 
-@asset_check(
-    asset="market_events",
-    name="market_events_deduplicated",
-    partitions_def=MINUTES,
-    description="A story counts once: no two first events in the range share a story key, and "
-    "every duplicate points at a stored, earlier, first event (roots outside the materialized "
-    "partitions are counted in metadata).",
-)
-def market_events_deduplicated(
-    context: AssetCheckExecutionContext, warehouse: DuckDBResource
+def _deduplicated(
+    context, warehouse: DuckDBResource, frame: pd.DataFrame, loaded
 ) -> AssetCheckResult:
-    loaded = load_rows(context, warehouse, "market_events", {**MARKET_EVENT_COLUMNS, **RUN_ID})
-    if loaded is None:
-        return missing_table("market_events")
-    frame = loaded.inside
     roots = frame.iloc[:0]
     targets = sorted(set(frame["duplicate_of"].dropna()) - {""}) if len(frame) else []
     if targets:
@@ -160,6 +147,18 @@ def market_events_deduplicated(
             "unresolved_roots": unresolved,
         },
     )
+
+
+market_events_deduplicated = warehouse_check(
+    "market_events",
+    "market_events_deduplicated",
+    MARKET_EVENT_COLUMNS,
+    blocking=False,
+    description="A story counts once: no two first events in the range share a story key, and "
+    "every duplicate points at a stored, earlier, first event (roots outside the materialized "
+    "partitions are counted in metadata).",
+    body=_deduplicated,
+)
 
 
 def context_problems(frame: pd.DataFrame) -> list[str]:
@@ -184,22 +183,7 @@ def context_problems(frame: pd.DataFrame) -> list[str]:
     return problems
 
 
-@asset_check(
-    asset="event_context",
-    name="event_context_point_in_time",
-    partitions_def=MINUTES,
-    blocking=True,
-    description="No look-ahead: every context event arrived before the partition and its whole "
-    "impact window (to its session's close) ended at or before the partition start; no event "
-    "cites itself or a neighbour twice; nothing written outside the range.",
-)
-def event_context_point_in_time(
-    context: AssetCheckExecutionContext, warehouse: DuckDBResource
-) -> AssetCheckResult:
-    loaded = load_rows(context, warehouse, "event_context", {**CONTEXT_COLUMNS, **RUN_ID})
-    if loaded is None:
-        return missing_table("event_context")
-    frame = loaded.inside
+def _point_in_time(context, warehouse, frame: pd.DataFrame, loaded) -> AssetCheckResult:
     problems = context_problems(frame) if len(frame) else []
     if len(loaded.stray):
         problems.append(f"{len(loaded.stray)} rows written outside the partition range")
@@ -209,6 +193,18 @@ def event_context_point_in_time(
         f"{len(frame)} context rows point in time",
         {"rows": len(frame), "events": int(frame["event_id"].nunique()) if len(frame) else 0},
     )
+
+
+event_context_point_in_time = warehouse_check(
+    "event_context",
+    "event_context_point_in_time",
+    CONTEXT_COLUMNS,
+    blocking=True,
+    description="No look-ahead: every context event arrived before the partition and its whole "
+    "impact window (to its session's close) ended at or before the partition start; no event "
+    "cites itself or a neighbour twice; nothing written outside the range.",
+    body=_point_in_time,
+)
 
 
 def embedding_problems(frame: pd.DataFrame) -> list[str]:
@@ -228,20 +224,7 @@ def embedding_problems(frame: pd.DataFrame) -> list[str]:
     return problems
 
 
-@asset_check(
-    asset="event_context",
-    name="event_context_embeddings",
-    partitions_def=MINUTES,
-    description=f"Embeddings are sane: dimension {EMBEDDING_DIM}, unit norm within "
-    f"{NORM_TOLERANCE}, similarities in [-1, 1], ranks 1..n per event and ticker.",
-)
-def event_context_embeddings(
-    context: AssetCheckExecutionContext, warehouse: DuckDBResource
-) -> AssetCheckResult:
-    loaded = load_rows(context, warehouse, "event_context", {**CONTEXT_COLUMNS, **RUN_ID})
-    if loaded is None:
-        return missing_table("event_context")
-    frame = loaded.inside
+def _embeddings(context, warehouse, frame: pd.DataFrame, loaded) -> AssetCheckResult:
     problems = embedding_problems(frame) if len(frame) else []
     return _result(
         problems,
@@ -252,6 +235,17 @@ def event_context_embeddings(
             "embedding_model": str(frame["embedding_model"].iloc[0]) if len(frame) else "",
         },
     )
+
+
+event_context_embeddings = warehouse_check(
+    "event_context",
+    "event_context_embeddings",
+    CONTEXT_COLUMNS,
+    blocking=False,
+    description=f"Embeddings are sane: dimension {EMBEDDING_DIM}, unit norm within "
+    f"{NORM_TOLERANCE}, similarities in [-1, 1], ranks 1..n per event and ticker.",
+    body=_embeddings,
+)
 
 
 EVENT_CHECKS = [

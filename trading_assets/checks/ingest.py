@@ -6,6 +6,7 @@ from the future puts it there, and the IO manager's own range filter would hide 
 Blocking checks stop every downstream asset (and so every order) when they fail.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetKey,
     MetadataValue,
@@ -28,6 +30,7 @@ from trading_assets.partitions import naive_market_time
 from trading_assets.schemas import BAR_COLUMNS, FUNDAMENTAL_COLUMNS, NEWS_COLUMNS, empty_frame
 
 MINUTE = pd.Timedelta(minutes=1)
+RUN_ID = {"run_id": "string"}  # every stored row names the run that wrote it
 STORED_COLUMNS = {
     table: {**columns, "run_id": "string"}
     for table, columns in (
@@ -103,6 +106,34 @@ def missing_table(table: str) -> AssetCheckResult:
         severity=AssetCheckSeverity.ERROR,
         description=f"table {SCHEMA}.{table} does not exist: materialize `{table}` first",
     )
+
+
+def warehouse_check(
+    asset_name: str,
+    name: str,
+    columns: dict[str, str],
+    blocking: bool,
+    description: str,
+    body: Callable[
+        [AssetCheckExecutionContext, DuckDBResource, pd.DataFrame, object], AssetCheckResult
+    ],
+) -> AssetChecksDefinition:
+    """A partitioned check that loads its asset's rows for the range and hands them to `body`."""
+
+    @asset_check(
+        asset=asset_name,
+        name=name,
+        partitions_def=MINUTES,
+        blocking=blocking,
+        description=description,
+    )
+    def _check(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
+        loaded = load_rows(context, warehouse, asset_name, {**columns, **RUN_ID})
+        if loaded is None:
+            return missing_table(asset_name)
+        return body(context, warehouse, loaded.inside, loaded)
+
+    return _check
 
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
