@@ -36,14 +36,19 @@ test: setup  ## the whole test suite (needs the local PostgreSQL on 127.0.0.1:54
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-ui: setup  ## the Dagster UI and daemon on http://127.0.0.1:3000, instance in DAGSTER_HOME
+# The UI has no login and can launch runs (live trading among them): it listens on this machine
+# only unless told otherwise, e.g. `make ui UI_HOST=0.0.0.0` behind your own authenticating proxy.
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
+ui: setup  ## the Dagster UI and daemon on http://127.0.0.1:3000 (UI_HOST, UI_PORT), instance in DAGSTER_HOME
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -h "$(UI_HOST)" -p "$(UI_PORT)"
 
 ui-postgres: setup  ## the same on a Postgres instance (DAGSTER_PG_* variables, see README)
 	mkdir -p "$(DAGSTER_HOME)"
 	cp dagster.yaml.example "$(DAGSTER_HOME)/dagster.yaml"
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -h "$(UI_HOST)" -p "$(UI_PORT)"
 
 clean:
 	rm -rf data .dagster_home .pytest_cache

@@ -234,6 +234,10 @@ def _validate(
         data = json.loads(_strip_fences(content))
     except json.JSONDecodeError as exc:
         return None, "invalid JSON", f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except ValueError as exc:  # e.g. an integer literal past Python's 4,300-digit limit
+        return None, "invalid JSON", f"unreadable number: {str(exc)[:200]}"
+    except RecursionError:  # arrays or objects nested deeper than the parser's stack
+        return None, "invalid JSON", "nested too deeply to parse"
     try:
         return schema.model_validate(data), "", ""
     except pydantic.ValidationError as exc:

@@ -7,7 +7,8 @@ confuses `warehouse.x` between a catalog and a schema of the same name (DESIGN).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -16,7 +17,10 @@ from dagster import InputContext, OutputContext
 from dagster._core.definitions.metadata import TableMetadataSet
 from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBResource
+from dagster_duckdb.io_manager import DbIOManager, DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
+
+from resources.duckdb_locks import connect as lock_aware_connect
 
 SCHEMA = "trading"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -83,10 +87,52 @@ class _PandasHandler(DuckDBPandasTypeHandler):
     def load_input(
         self, context: InputContext, table_slice: TableSlice, connection
     ) -> pd.DataFrame:
-        try:
-            return super().load_input(context, table_slice, connection)
-        except duckdb.CatalogException:
+        if not table_exists(connection, table_slice.table, table_slice.schema):
             return pd.DataFrame()
+        return super().load_input(context, table_slice, connection)
+
+
+class _LockAwareClient(DuckDbClient):
+    """dagster-duckdb's client with its connect going through `resources.duckdb_locks`: a
+    jittered, time-bounded wait for another process's file lock instead of a fixed ladder."""
+
+    @staticmethod
+    @contextmanager
+    def connect(context, _) -> Iterator[duckdb.DuckDBPyConnection]:
+        config = {"custom_user_agent": "dagster", **context.resource_config["connection_config"]}
+        conn = lock_aware_connect(context.resource_config["database"], config=config)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+class _TransactionalClient(_LockAwareClient):
+    """Every IO manager connection is one transaction. Dagster's DbIOManager deletes the
+    partition range's rows and then the handler inserts the new ones on this connection; as
+    two autocommitted statements, a run killed between them (or an insert the table refuses)
+    left the range empty while the instance still showed it materialized. Now the old rows
+    stay until the new ones commit with them.
+
+    Any failed statement aborts a DuckDB transaction, so nothing here may fail on purpose: a
+    table not written yet is looked up, not caught (here and in `_PandasHandler.load_input`)."""
+
+    @staticmethod
+    @contextmanager
+    def connect(context, table_slice) -> Iterator[duckdb.DuckDBPyConnection]:
+        with _LockAwareClient.connect(context, table_slice) as conn:
+            conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    @staticmethod
+    def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection) -> None:
+        if table_exists(connection, table_slice.table, table_slice.schema):
+            DuckDbClient.delete_table_slice(context, table_slice, connection)
 
 
 class WarehouseIOManager(DuckDBPandasIOManager):
@@ -94,10 +140,33 @@ class WarehouseIOManager(DuckDBPandasIOManager):
     def type_handlers() -> Sequence[DbTypeHandler]:
         return [_PandasHandler()]
 
+    def create_io_manager(self, context) -> DbIOManager:
+        return DbIOManager(
+            db_client=_TransactionalClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="DuckDBIOManager",
+        )
+
+
+class WarehouseResource(DuckDBResource):
+    """DuckDBResource whose connections wait out another process's lock (duckdb_locks)."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        config = {"custom_user_agent": "dagster", **self.connection_config}
+        conn = lock_aware_connect(self.database, config=config)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
 
 def warehouse_io_manager(path: Path | None = None) -> DuckDBPandasIOManager:
     return WarehouseIOManager(database=str(path or warehouse_path()), schema=SCHEMA)
 
 
 def warehouse_resource(path: Path | None = None) -> DuckDBResource:
-    return DuckDBResource(database=str(path or warehouse_path()))
+    return WarehouseResource(database=str(path or warehouse_path()))

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
+from resources.duckdb_locks import connect
 from resources.paper_broker import BrokerState
 from trading_assets.event_writes import apply_event_writes
 from trading_assets.partitions import PARTITION_FMT, session_bounds
@@ -29,7 +29,7 @@ INITIAL_CASH = 100_000.0
 def _print_summary(warehouse: Path, first: str, last: str, books: BrokerState) -> None:
     lo = pd.Timestamp(pd.to_datetime(first, format=PARTITION_FMT))
     hi = pd.Timestamp(pd.to_datetime(last, format=PARTITION_FMT))
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
+    with connect(warehouse, read_only=True) as conn:
         signals = conn.execute(
             "SELECT * FROM trading.trade_signals WHERE minute BETWEEN ? AND ?", [lo, hi]
         ).df()
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ |= {"TRADING_BROKER_MODE": "embedded", "TRADING_BROKER_URL": broker.url}
     warehouse = warehouse_path()
     if warehouse.exists():  # the old ledger belongs to an old paper account
-        with duckdb.connect(str(warehouse)) as conn:
+        with connect(warehouse) as conn:
             if table_exists(conn, "broker_orders"):
                 conn.execute(
                     "DELETE FROM trading.broker_orders WHERE minute >= ?::DATE "

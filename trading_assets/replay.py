@@ -36,6 +36,7 @@ import duckdb
 import pandas as pd
 
 from jobs.schedules import FLATTEN_MINUTES_BEFORE_CLOSE, flatten_schedule, intraday_schedule
+from resources.duckdb_locks import connect
 from trading_assets.partitions import PARTITION_FMT, session_bounds, session_minutes
 
 NY = "America/New_York"
@@ -118,7 +119,7 @@ def wait_for_signal_sensor(instance, proc: subprocess.Popen, timeout_s: float = 
 def proposal_minutes(warehouse: Path, first: pd.Timestamp, last: pd.Timestamp) -> set[pd.Timestamp]:
     """Minutes with a debated BUY/SELL verdict: the only ones with something to decide (none
     before the research has run: the intraday window decides every minute itself)."""
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
+    with connect(warehouse, read_only=True) as conn:  # waits out a run's write lock
         try:
             rows = conn.execute(
                 "SELECT DISTINCT minute FROM trading.debate WHERE debated AND action <> 'HOLD' "
@@ -128,6 +129,18 @@ def proposal_minutes(warehouse: Path, first: pd.Timestamp, last: pd.Timestamp) -
         except duckdb.CatalogException:
             return set()
     return {pd.Timestamp(r[0]) for r in rows}
+
+
+def run_range(defs, instance, job: str, a: pd.Timestamp, b: pd.Timestamp) -> None:
+    """`job` over the minutes [a, b] as one run in this process (a replay's warm-up and
+    research); raises naming the run when it fails."""
+    tags = {"dagster/asset_partition_range_start": key(a),
+            "dagster/asset_partition_range_end": key(b), **REPLAY_TAG}  # fmt: skip
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, tags=tags, run_config=QUIET, raise_on_error=False
+    )
+    if not result.success:
+        raise RuntimeError(f"{job} {key(a)}..{key(b)} failed (run {result.run_id})")
 
 
 def scheduled(schedule, at: pd.Timestamp) -> dict[str, str]:
@@ -499,15 +512,6 @@ def replay_schedule(
     if minutes.empty:
         raise SystemExit(f"no session minutes in {first}..{last} on {session}")
 
-    def run(job: str, a: pd.Timestamp, b: pd.Timestamp) -> None:
-        tags = {"dagster/asset_partition_range_start": key(a),
-                "dagster/asset_partition_range_end": key(b), **REPLAY_TAG}  # fmt: skip
-        result = defs.resolve_job_def(job).execute_in_process(
-            instance=instance, tags=tags, run_config=QUIET, raise_on_error=False
-        )
-        if not result.success:
-            raise RuntimeError(f"{job} {tags} failed (run {result.run_id})")
-
     previous = session_minutes(
         (pd.Timestamp(session) - pd.Timedelta(days=7)).strftime("%Y-%m-%d"),
         (pd.Timestamp(session) - pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
@@ -515,9 +519,10 @@ def replay_schedule(
     warm_from = previous[previous >= previous[-1].normalize()][0]
     started = time.perf_counter()
     opened = session_minutes(session, session)[0]
-    run("ingest_job", warm_from, minutes[0] - pd.Timedelta(minutes=1) if minutes[0] > opened
-        else previous[-1])  # fmt: skip
-    run("research_job", minutes[0], minutes[-1])
+    run_range(defs, instance, "ingest_job", warm_from,
+              minutes[0] - pd.Timedelta(minutes=1) if minutes[0] > opened
+              else previous[-1])  # fmt: skip
+    run_range(defs, instance, "research_job", minutes[0], minutes[-1])
     log(f"warm-up and research {key(warm_from)} .. {key(minutes[-1])}: "
         f"{time.perf_counter() - started:.0f} s")  # fmt: skip
     decided = proposal_minutes(warehouse_path(), minutes[0], minutes[-1])

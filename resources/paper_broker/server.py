@@ -11,17 +11,27 @@ execution op runs the same client code against it, against Alpaca paper, or (opt
     GET  /v2/positions/{symbol}           DELETE /v2/positions/{symbol}
     GET  /v2/stocks/bars                  GET  /v2/stocks/quotes/latest   GET /v2/stocks/bars/latest
 
-and, for tests and the backtest-like driver, admin endpoints that are never faulted:
+and, for tests and drills, admin endpoints that are never faulted and need the same
+credentials as the API (a local process without them can neither move the clock nor inject
+faults):
 
     GET/POST /admin/clock   {"now": ISO} sets, {"advance_seconds": n} advances the simulated time
     POST /admin/faults      {"kind": "500"|"429"|"timeout"|"drop", "times": n, "path": ...,
-                             "retry_after": s, "seconds": s, "after_processing": bool}
-    DELETE /admin/faults    GET /admin/fills
+                             "method": ..., "retry_after": s, "seconds": s,
+                             "after_processing": bool}
+    POST /admin/chaos       {"rate": p, "seed": n, "kinds": [...], "seconds": s}: random faults
+    DELETE /admin/faults    (both kinds)   GET /admin/faults/stats   GET /admin/fills
+
+Faults are how the exactly-once claims are tested (RELIABILITY.md): one-off faults for the next
+requests, or seeded random faults on a share of every API call. A "lost" random fault is a
+dropped answer to a request the broker already applied, the case where a client cannot tell
+whether its order was booked.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -40,10 +50,13 @@ from resources.paper_broker.state import BrokerState, iso
 from resources.providers.replay import BUNDLED_REPLAY_DIR
 from trading_assets.execution.fills import FillModel
 
+FAULT_KINDS = ("500", "429", "timeout", "drop")
+CHAOS_KINDS = ("500", "429", "timeout", "drop", "lost")  # lost = drop after applying
+
 
 @dataclass
 class Fault:
-    """A fault for the next `remaining` API requests (to `path` only, if set)."""
+    """A fault for the next `remaining` API requests (to `path` / `method` only, if set)."""
 
     kind: str  # "500" | "429" | "timeout" | "drop"
     remaining: int
@@ -51,6 +64,41 @@ class Fault:
     retry_after: int = 1
     seconds: float = 5.0
     after_processing: bool = False
+    method: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.path is None or self.path == path) and (
+            self.method is None or self.method == method
+        )
+
+
+@dataclass
+class Chaos:
+    """Seeded random faults: each API request fails with probability `rate`, its kind drawn
+    from `kinds` ("lost": the request is applied, then its answer dropped). One generator
+    under a lock, so one seed and one sequence of requests give the same faults."""
+
+    rate: float
+    seed: int
+    kinds: tuple[str, ...] = CHAOS_KINDS
+    seconds: float = 1.0  # a "timeout" holds the connection this long (beyond the client's)
+    path_prefix: str = "/v2/"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"chaos rate must be in [0, 1], got {self.rate}")
+        unknown = set(self.kinds) - set(CHAOS_KINDS)
+        if unknown or not self.kinds:
+            raise ValueError(f"chaos kinds must be among {CHAOS_KINDS}, got {self.kinds}")
+        self._random = random.Random(self.seed)
+
+    def draw(self, path: str) -> Fault | None:
+        if not path.startswith(self.path_prefix) or self._random.random() >= self.rate:
+            return None
+        kind = self._random.choice(self.kinds)
+        if kind == "lost":
+            return Fault("drop", 1, after_processing=True)
+        return Fault(kind, 1, retry_after=0, seconds=self.seconds)
 
 
 class PaperBroker:
@@ -92,6 +140,8 @@ class PaperBroker:
         self._initial_cash, self._start = initial_cash, start
         self.engine: BrokerEngine | None = None
         self._faults: deque[Fault] = deque()
+        self._chaos: Chaos | None = None
+        self._fault_stats: dict[str, int] = {}
         self._fault_lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -164,31 +214,60 @@ class PaperBroker:
         retry_after: int = 1,
         seconds: float = 5.0,
         after_processing: bool = False,
+        method: str | None = None,
     ) -> None:
-        """Answer the next `times` API requests (to `path` if given) with a fault:
-        "500", "429" (with Retry-After), "timeout" (hold the connection `seconds`, then close it
-        unanswered) or "drop" (close it unanswered). `after_processing` applies the request
-        first, the way a response lost on the way back looks to a client."""
+        """Answer the next `times` API requests (to `path` / with `method` if given) with a
+        fault: "500", "429" (with Retry-After), "timeout" (hold the connection `seconds`, then
+        close it unanswered) or "drop" (close it unanswered). `after_processing` applies the
+        request first, the way a response lost on the way back looks to a client."""
         kind = str(kind)
-        if kind not in ("500", "429", "timeout", "drop"):
+        if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}")
+        fault = Fault(kind, times, path, retry_after, seconds, after_processing, method)
         with self._fault_lock:
-            self._faults.append(Fault(kind, times, path, retry_after, seconds, after_processing))
+            self._faults.append(fault)
+
+    def inject_chaos(
+        self,
+        rate: float,
+        seed: int,
+        *,
+        kinds: tuple[str, ...] = CHAOS_KINDS,
+        seconds: float = 1.0,
+    ) -> None:
+        """From now on, fail each API request with probability `rate` (see `Chaos`); one-off
+        faults from `inject_fault` still come first."""
+        chaos = Chaos(rate, seed, tuple(kinds), seconds)
+        with self._fault_lock:
+            self._chaos = chaos
 
     def clear_faults(self) -> None:
+        """Drop every pending one-off fault and stop random faults (the counts stay)."""
         with self._fault_lock:
             self._faults.clear()
+            self._chaos = None
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def fault_stats(self) -> dict[str, int]:
+        """API requests served and faults given, by kind ("requests", "500", "lost", ...)."""
         with self._fault_lock:
-            for fault in self._faults:
-                if fault.path is not None and fault.path != path:
-                    continue
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
+            return dict(self._fault_stats)
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._fault_lock:
+            stats = self._fault_stats
+            stats["requests"] = stats.get("requests", 0) + 1
+            chosen = next((f for f in self._faults if f.matches(method, path)), None)
+            if chosen is not None:
+                chosen.remaining -= 1
+                if chosen.remaining <= 0:
+                    self._faults.remove(chosen)
+            elif self._chaos is not None:
+                chosen = self._chaos.draw(path)
+            if chosen is not None:
+                name = "lost" if chosen.after_processing else chosen.kind
+                stats[name] = stats.get(name, 0) + 1
+                stats["faults"] = stats.get("faults", 0) + 1
+            return chosen
 
     # --- request handling -----------------------------------------------------------------------
 
@@ -266,6 +345,7 @@ class PaperBroker:
                         retry_after=int(body.get("retry_after", 1)),
                         seconds=float(body.get("seconds", 5.0)),
                         after_processing=bool(body.get("after_processing", False)),
+                        method=body.get("method"),
                     )
                 except ValueError as exc:
                     raise ApiError(422, 42210000, str(exc)) from None
@@ -273,6 +353,19 @@ class PaperBroker:
                 self.clear_faults()
             with self._fault_lock:
                 return 200, [vars(f) for f in self._faults]
+        if path == "/admin/chaos" and method == "POST":
+            try:
+                self.inject_chaos(
+                    float(body.get("rate", 0.0)),
+                    int(body.get("seed", 0)),
+                    kinds=tuple(body.get("kinds") or CHAOS_KINDS),
+                    seconds=float(body.get("seconds", 1.0)),
+                )
+            except ValueError as exc:
+                raise ApiError(422, 42210000, str(exc)) from None
+            return 200, {"rate": self._chaos.rate if self._chaos else 0.0}
+        if path == "/admin/faults/stats" and method == "GET":
+            return 200, self.fault_stats()
         if path == "/admin/fills" and method == "GET":
             return 200, engine.state.fills()
         raise ApiError(404, 40410000, f"endpoint not found: {method} {path}")
@@ -284,10 +377,10 @@ class PaperBroker:
         path = "/" + "/".join(p for p in parts.path.split("/") if p)
         params = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         is_admin = path.startswith("/admin/")
-        fault = None if is_admin else self._take_fault(path)
+        fault = None if is_admin else self._take_fault(handler.command, path)
 
         def run() -> tuple[int, Any, dict[str, str]]:
-            if not is_admin and not self._authorized(handler.headers):
+            if not self._authorized(handler.headers):
                 return 401, {"code": 40110000, "message": "request is not authorized"}, {}
             try:
                 body = json.loads(raw) if raw else None

@@ -2,10 +2,11 @@
 
 finnhub-python builds every URL from `self.API_URL` and every timeout from
 `self.DEFAULT_TIMEOUT`, so both are set as *instance* attributes: overriding the base URL for
-one client never leaks into other clients through the class. Its URLs carry the key as a
-`token=` query parameter (the only scheme in Finnhub's OpenAPI spec), so requests' own error
-messages would print the key; network errors are therefore re-raised with the key redacted
-and without their original chain before anything can log them.
+one client never leaks into other clients through the class. finnhub-python puts the key in
+every URL as a `token=` query parameter, where urllib3's debug log, requests' error messages
+and any proxy's access log would show it; the key is moved to the `X-Finnhub-Token` header
+instead (Finnhub accepts either). Network errors are still re-raised with anything that looks
+like the key redacted and without their original chain before anything can log them.
 
 Every HTTP call, retries included, first takes a token from a `RateLimiter` (free tier: 60
 calls/minute); 429s that still happen are retried with backoff.
@@ -94,6 +95,9 @@ class FinnhubProvider:
         self.max_delay_s = max_delay_s
         self.rate_limiter = rate_limiter or RateLimiter(calls_per_minute)
         self._client = finnhub.Client(api_key=api_key)
+        # The key in a header, not in the URL (module docstring: URLs get logged).
+        self._client._session.params.pop("token", None)
+        self._client._session.headers["X-Finnhub-Token"] = api_key
         if base_url is not None:
             self._client.API_URL = base_url.rstrip("/")
         self._client.DEFAULT_TIMEOUT = timeout_s

@@ -54,6 +54,12 @@ def _load_bars(folder: str) -> pd.DataFrame:
     raw = raw.rename(columns={ticker_col: "ticker"})
     raw["ticker"] = raw["ticker"].astype(str).str.upper()
     raw["timestamp"] = pd.to_datetime(raw["timestamp"], utc=True)
+    undated = int(raw["timestamp"].isna().sum())
+    if undated:  # no partition could ever serve them: refuse rather than lose them silently
+        raise ProviderConfigError(
+            f"replay bars in {path}: {undated} bars without a timestamp; every bar needs the "
+            "UTC start of its minute"
+        )
     for optional in ("vwap", "trade_count"):
         if optional not in raw.columns:
             raw[optional] = float("nan")

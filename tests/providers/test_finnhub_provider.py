@@ -110,7 +110,8 @@ def test_real_capture_comes_back_exactly_for_the_window(
         "2021-03-07",
         "2021-03-13",
     )
-    assert request.param("token") == KEY
+    assert request.headers["X-Finnhub-Token"] == KEY
+    assert "token" not in request.query and KEY not in request.raw_path  # never in a URL
 
 
 def test_every_call_goes_through_the_rate_limiter(
@@ -186,7 +187,8 @@ def test_network_errors_never_leak_the_key(clock: FakeClock) -> None:
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__
     assert len(chain) >= 2
-    assert "token=***" in str(info.value)  # requests puts the URL in its message
+    assert "/company-news" in str(info.value)  # requests puts the URL in its message
+    assert "token=" not in str(info.value)  # and the key is not in the URL
     assert all(KEY not in str(e) and KEY not in repr(e.args) for e in chain)
 
 

@@ -220,7 +220,8 @@ def test_close_all_positions_and_flat_at_close(
     broker.set_clock("2026-03-12T21:00:00Z")
     assert client.get_all_positions() == []
     last = bars["AAPL"].iloc[-1]
-    fills = requests.get(f"{broker.url}/admin/fills", timeout=5).json()
+    keys = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
+    fills = requests.get(f"{broker.url}/admin/fills", headers=keys, timeout=5).json()
     assert fills[-1]["reason"] == "close"
     assert fills[-1]["price"] == pytest.approx(last["close"] * 0.9995)
     # the next day's daily-loss base is the equity at that close, not the opening cash
@@ -295,14 +296,81 @@ def test_lost_response_then_retry_finds_the_original(
 
 def test_auth_and_admin_http(broker: PaperBroker) -> None:
     assert requests.get(f"{broker.url}/v2/account", timeout=5).status_code == 401
+    refused = requests.post(f"{broker.url}/admin/clock", json={"advance_seconds": 90}, timeout=5)
+    assert refused.status_code == 401 and broker.now == ts(START)  # no keys, no clock moves
+    headers = {"APCA-API-KEY-ID": "x", "APCA-API-SECRET-KEY": "y"}
     moved = requests.post(
-        f"{broker.url}/admin/clock", json={"advance_seconds": 90}, timeout=5
+        f"{broker.url}/admin/clock", json={"advance_seconds": 90}, headers=headers, timeout=5
     ).json()
     assert pd.Timestamp(moved["now"]) == ts(START) + pd.Timedelta(seconds=90)
-    requests.post(f"{broker.url}/admin/faults", json={"kind": "500", "times": 2}, timeout=5)
-    headers = {"APCA-API-KEY-ID": "x", "APCA-API-SECRET-KEY": "y"}
+    requests.post(
+        f"{broker.url}/admin/faults", json={"kind": "500", "times": 2}, headers=headers, timeout=5
+    )
     codes = [
         requests.get(f"{broker.url}/v2/clock", headers=headers, timeout=5).status_code
         for _ in range(3)
     ]
     assert codes == [500, 500, 200]
+
+
+def test_admin_needs_the_brokers_own_keys(tmp_path: Path) -> None:
+    with PaperBroker(
+        tmp_path / "keyed.sqlite", start_time=START, api_key=KEY, secret_key=SECRET
+    ) as keyed:
+        wrong = {"APCA-API-KEY-ID": "x", "APCA-API-SECRET-KEY": "y"}
+        right = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
+        chaos = {"rate": 1.0, "seed": 1}
+        url = f"{keyed.url}/admin/chaos"
+        assert requests.post(url, json=chaos, headers=wrong, timeout=5).status_code == 401
+        assert requests.get(f"{keyed.url}/v2/clock", headers=right, timeout=5).status_code == 200
+        assert requests.post(url, json=chaos, headers=right, timeout=5).status_code == 200
+        assert requests.get(f"{keyed.url}/v2/clock", headers=right, timeout=5).status_code >= 429
+
+
+def _outcomes(broker: PaperBroker, n: int) -> list[str]:
+    """What `n` GET /v2/clock calls got: a status code, or "no answer"."""
+    headers = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
+    out = []
+    for _ in range(n):
+        try:
+            out.append(
+                str(
+                    requests.get(f"{broker.url}/v2/clock", headers=headers, timeout=0.3).status_code
+                )
+            )
+        except requests.exceptions.RequestException:
+            out.append("no answer")
+    return out
+
+
+def test_random_faults_are_seeded_and_counted(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        with PaperBroker(tmp_path / f"{name}.sqlite", start_time=START) as fresh:
+            fresh.inject_chaos(0.3, seed=11, seconds=0.5)
+            runs.append((_outcomes(fresh, 200), fresh.fault_stats()))
+    (first, stats), (second, _) = runs
+    assert first == second  # one seed, one sequence of requests: the same faults
+    failed = sum(1 for o in first if o != "200")
+    assert stats["requests"] == 200 and stats["faults"] == failed
+    assert 0.2 <= failed / 200 <= 0.4
+    assert {"500", "429", "timeout", "drop", "lost"} <= set(stats)
+    assert {"500", "429", "no answer"} == set(first) - {"200"}
+
+
+def test_lost_answers_are_applied_and_method_faults_target(
+    client: TradingClient, broker: PaperBroker
+) -> None:
+    """A "lost" random fault applies the request first: the order is booked unanswered. A
+    one-off fault can target a method, so a GET of the same path passes."""
+    broker.inject_chaos(1.0, seed=3, kinds=("lost",))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        client.submit_order(bracket("AAPL", 1, 400.0, 200.0, "sig-chaos"))
+    broker.clear_faults()
+    assert client.get_order_by_client_id("sig-chaos").qty == "1"
+    broker.inject_fault("500", 1, path="/v2/orders", method="POST")
+    assert "sig-chaos" in [o.client_order_id for o in client.get_orders()]
+    with pytest.raises(APIError) as failed:
+        client.submit_order(bracket("AAPL", 1, 400.0, 200.0, "sig-other"))
+    assert failed.value.status_code == 500
+    assert broker.fault_stats()["lost"] == 1 and broker.fault_stats()["500"] == 1

@@ -46,3 +46,28 @@ def test_second_order_of_a_run_is_checked_against_the_first(tmp_path: Path) -> N
     assert "total exposure at send time" in rows[1]["reason"]
     assert ctx.opened == {"AAPL"}
     assert ctx.committed > 0.05 * equity
+
+
+def test_a_signal_the_broker_cannot_be_asked_about_is_an_error_then_sent_once(
+    tmp_path: Path,
+) -> None:
+    """The look-up before the send fails on every attempt: the signal is `error` (nothing sent,
+    the next pass or run looks again), not an exception that would lose the whole batch."""
+    with PaperBroker(tmp_path / "paper.sqlite", start_time=START) as broker:
+        client = BrokerResource(mode="embedded", base_url=broker.url, backoff_s=0.01).client()
+        quote = client.latest_quote("AAPL")
+        wanted = signal("AAPL", 1, round(quote.ask, 2))
+        ctx = SendContext(clock=client.clock(), account=client.account(), positions=[])
+        broker.inject_fault("500", 4, path="/v2/orders:by_client_order_id")
+        failed = execute_signal(client, wanted, ctx, TradingControls(), "embedded", None)
+        assert failed["state"] == "error" and failed["attempts"] == 0
+        assert "broker unavailable before sending" in failed["reason"]
+        assert client.order_by_client_id(wanted["signal_id"]) is None
+        # the answer to the POST is lost after the broker booked it: found, not sent twice
+        broker.inject_fault("drop", 1, path="/v2/orders", method="POST", after_processing=True)
+        sent = execute_signal(client, wanted, ctx, TradingControls(), "embedded", failed)
+        again = execute_signal(client, wanted, ctx, TradingControls(), "embedded", sent)
+        orders = client.orders_since(pd.Timestamp("2026-03-12", tz="UTC"))
+    assert sent["state"] == "submitted" and sent["attempts"] == 1
+    assert again["state"] == "submitted" and again["attempts"] == 0
+    assert [o.client_order_id for o in orders] == [wanted["signal_id"]]

@@ -256,7 +256,8 @@ def fundamental_report(row: Mapping[str, Any]) -> AnalystReport:
     """A deterministic rules view of one fundamentals row (module docstring: bands, weights).
 
     A row with nothing known (an ETF, a company without filings, or no filing before the
-    minute) gives the neutral fallback with confidence 0 and the reason, never a guess.
+    minute), or one whose filing is stamped at or after the minute's end (look-ahead), gives the
+    neutral fallback with confidence 0 and the reason, never a guess.
     """
     ticker = _ticker(row) or "this ticker"
     subs, fragments, missing = _pillars(row)
@@ -268,11 +269,17 @@ def fundamental_report(row: Mapping[str, Any]) -> AnalystReport:
             "no fundamental view."
         )
 
+    as_of = _as_of(row)
+    if as_of is not None and filed_at >= as_of:  # the blocking check's rule, held here too
+        return neutral_report(
+            f"Fundamentals for {ticker} say they were filed at {filed_at.isoformat()}, not before "
+            f"this minute's end {as_of.isoformat()}: not used (look-ahead), no fundamental view."
+        )
+
     total_weight = sum(WEIGHTS[p] for p in known)
     raw = sum(WEIGHTS[p] * s for p, s in known.items()) / total_weight
     score = round(min(1.0, max(-1.0, raw)), 4)
 
-    as_of = _as_of(row)
     days = (as_of - filed_at).total_seconds() / 86400 if as_of is not None else None
     if days is None:
         freshness = STALE_FLOOR

@@ -5,6 +5,7 @@ what was knowable at m's close; a backfill of any range of minutes is a backtest
 """
 
 import datetime as dt
+import os
 
 import pandas as pd
 from dagster import (
@@ -240,7 +241,11 @@ def backtest_performance(
     png = equity_chart_png(curves, f"{len(sessions)} sessions, {first} .. {sessions[-1]}")
     chart_path = data_dir() / "backtest" / "equity_drawdown.png"
     chart_path.parent.mkdir(parents=True, exist_ok=True)
-    chart_path.write_bytes(png)
+    # Written aside, then renamed over the old one (atomic): a run killed mid-write leaves the
+    # previous chart, never half a PNG.
+    partial = chart_path.with_name(f".{chart_path.name}.{os.getpid()}.tmp")
+    partial.write_bytes(png)
+    partial.replace(chart_path)
     context.add_output_metadata(
         {
             "sessions": len(sessions),

@@ -5,8 +5,14 @@ re-checks every actionable signal at send time and places its bracket order exac
 `record_orders` re-reads what the broker did with each (fills, exits) and writes one ledger row
 per signal. Re-materializing a partition never sends twice (the look-up by signal id comes
 first) and refreshes its rows' states, which is how the end-of-day run records final states.
+
+Faults (RELIABILITY.md): a signal the broker could not be asked about ends its pass as `error`
+and is tried again in this run (`SEND_PASSES`), look-up first; `send_orders` itself is retried
+by Dagster when the broker is unreachable before anything is sent, and a retried op or a
+re-executed run finds every order it already placed by its client order id.
 """
 
+import time
 from typing import Any
 
 import pandas as pd
@@ -18,6 +24,7 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     Out,
+    RetryPolicy,
     graph_asset,
     op,
 )
@@ -33,11 +40,17 @@ from trading_assets.execution.send import SendContext, execute_signal, refresh
 from trading_assets.partitions import session_bounds
 
 MEMORY = "mem_io_manager"  # op-to-op hand-over inside one in-process run, never the warehouse
+SEND_PASSES = 3  # a pass per signal, then again for those the broker could not be asked about
+PASS_WAIT_S = 0.5
+# The op fails before sending anything when the broker is unreachable at its first reads; a
+# retry is safe (look-up first) and cheap next to losing the minute. Config errors never retry.
+SEND_RETRY = RetryPolicy(max_retries=2, delay=1.0)
 
 
 @op(
     ins={"trade_signals": In(pd.DataFrame)},
     out=Out(list, io_manager_key=MEMORY),
+    retry_policy=SEND_RETRY,
     description="Re-check each signal against the broker's present (clock, quote, spread, "
     "buying power, limits, kill switch, signal age) and place its bracket order exactly once.",
 )
@@ -61,17 +74,25 @@ def send_orders(
         raise Failure(description=f"broker configuration: {exc}", allow_retries=False) from exc
     except BrokerError as exc:
         raise Failure(description=f"broker unreachable before sending: {exc}") from exc
-    rows = []
     ordered = trade_signals.sort_values(["minute", "confidence", "ticker"], ascending=[1, 0, 1])
-    for signal in ordered.to_dict("records"):
-        row = execute_signal(
-            client, signal, ctx, controls, label, prior_rows.get(str(signal["signal_id"]))
-        )
-        context.log.info(
-            f"{signal['signal_id']} {signal['ticker']}: {row['state']} {row['reason']}"
-        )
-        rows.append(row)
-    return rows
+    signals = ordered.to_dict("records")
+    rows: dict[str, dict[str, Any]] = {}
+    pending = signals
+    for attempt in range(1, SEND_PASSES + 1):
+        if attempt > 1:
+            context.log.warning(
+                f"pass {attempt}: {len(pending)} signals the broker could not be asked about"
+            )
+            time.sleep(PASS_WAIT_S)
+        for signal in pending:
+            sid = str(signal["signal_id"])
+            row = execute_signal(client, signal, ctx, controls, label, prior_rows.get(sid))
+            context.log.info(f"{sid} {signal['ticker']}: {row['state']} {row['reason']}")
+            rows[sid] = row
+        pending = [s for s in pending if rows[str(s["signal_id"])]["state"] == "error"]
+        if not pending:
+            break
+    return [rows[str(s["signal_id"])] for s in signals]
 
 
 @op(

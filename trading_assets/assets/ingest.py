@@ -23,10 +23,11 @@ from dagster import (
 
 from resources.errors import ProviderConfigError
 from resources.market_data import MarketDataResource
+from trading_assets.agents.untrusted import MAX_HEADLINE_CHARS
 from trading_assets.assets.metadata import add_run_summary
 from trading_assets.ingest.bars import bars_frame
 from trading_assets.ingest.fundamentals import fundamentals_frame
-from trading_assets.ingest.news import dedupe_news
+from trading_assets.ingest.news import dedupe_news, provider_rows_dropped
 from trading_assets.partitions import (
     market_minute_partitions,
     naive_market_time,
@@ -111,11 +112,19 @@ def news(context: AssetExecutionContext, market_data: MarketDataResource) -> pd.
         )
     )
     frame = dedupe_news(raw, market_data.universe(), grid, start, end)
+    dropped = provider_rows_dropped(raw, market_data.universe())
     add_run_summary(
         context,
         {
             "stories": len(frame),
             "provider_rows_read": len(raw),
+            # Not silent: rows that could not become a story, and why (the read includes the
+            # look-back, so these count over the whole read, not only the run's minutes).
+            "provider_rows_blank_headline": dropped["blank_headline"],
+            "provider_rows_no_universe_ticker": dropped["no_universe_ticker"],
+            "headlines_over_prompt_cap": int(
+                (frame["headline"].str.len() > MAX_HEADLINE_CHARS).sum()
+            ),
             "partitions": len(context.partition_keys),
             **market_data.describe(),
         },

@@ -6,6 +6,7 @@ from the future puts it there, and the IO manager's own range filter would hide 
 Blocking checks stop every downstream asset (and so every order) when they fail.
 """
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetKey,
+    AssetRecordsFilter,
     MetadataValue,
     asset_check,
 )
@@ -58,7 +60,13 @@ def load_rows(
     """The check's rows, or None when the table has never been written."""
     start, end = (naive_market_time(t) for t in context.partition_time_window)
     last = context.instance.get_latest_materialization_event(AssetKey(table))
-    last_run = last.run_id if last else ""
+    # The run that wrote this range, not the asset's latest run: runs of overlapping minutes
+    # (a live schedule that falls behind) would otherwise flag each other's rows as strays.
+    end_key = context.partition_key_range.end
+    wrote = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(table), asset_partitions=[end_key]), limit=1
+    ).records
+    last_run = wrote[0].run_id if wrote else ""
     with warehouse.get_connection() as conn:
         if not table_exists(conn, table):
             # The IO manager skips writing an empty frame: a materialized asset with no table
@@ -137,6 +145,7 @@ def warehouse_check(
 
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
+FINITE_MAX = sys.float_info.max  # the largest finite float: "<= it" means "not infinite"
 
 BAR_EXPECTATIONS = [
     *[
@@ -154,6 +163,15 @@ BAR_EXPECTATIONS = [
     Expectation(
         "ExpectColumnValuesToBeBetween", {"column": "volume", "min_value": 0}, "volume >= 0"
     ),
+    # An infinite high satisfies every OHLC inequality above; only a finiteness bound catches it.
+    *[
+        Expectation(
+            "ExpectColumnValuesToBeBetween",
+            {"column": c, "max_value": FINITE_MAX},
+            f"{c} finite",
+        )
+        for c in (*PRICE_COLUMNS, "volume")
+    ],
     *[
         Expectation(
             "ExpectColumnPairValuesAToBeGreaterThanB",
@@ -180,8 +198,9 @@ BAR_EXPECTATIONS = [
 
 @asset_check(asset=bars, partitions_def=MINUTES, blocking=True)
 def bars_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
-    """OHLC consistency, positive prices, non-negative volume, one bar per ticker-minute, and no
-    bar stamped outside the partition range. Blocking: bad bars never reach an analyst."""
+    """OHLC consistency, positive finite prices, non-negative finite volume, one bar per
+    ticker-minute, and no bar stamped outside the partition range. Blocking: bad bars never
+    reach an analyst."""
     loaded = load_rows(context, warehouse, "bars")
     if loaded is None:
         return missing_table("bars")

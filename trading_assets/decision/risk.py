@@ -23,7 +23,8 @@ backtest) or the broker (live), the wiring builds it. Choices a reader should kn
   bracket's stop / take-profit, a flip is not a risk manager's call).
 * Circuit breaker: realised loss today >= 2 % of day-start equity, or >= 3 consecutive losses,
   blocks new entries while minute < last_loss_at + 60 min. After the cool-down entries resume;
-  a further loss restarts it. If the time of the loss is unknown the breaker holds (fail closed).
+  a further loss restarts it. If the time of the loss is unknown the breaker holds (fail closed),
+  and so does a realised P&L (or, with a loss, a day-start equity) that is not a number or <= 0.
   A trip recorded in the state (`breaker_tripped_at`) blocks for its full cool-down even when a
   position still open at the trip closes with a win meanwhile (the streak ends, the pause not).
 * Cut-off: minutes_to_close is counted from the end of the signal's bar (when its order can
@@ -268,6 +269,18 @@ def circuit_breaker(state: PortfolioState, limits: RiskLimits, minute: datetime)
         else state.equity - state.realised_pnl_today
     )
     causes: list[str] = []
+    pnl = state.realised_pnl_today
+    if not math.isfinite(pnl) or (pnl < 0 and not math.isfinite(base)):
+        # A P&L or base that is not a number cannot be held against the limit: fail closed.
+        return (
+            f"circuit breaker: realised P&L today {pnl} or day-start equity {base} is not a "
+            "number, so the daily loss limit cannot be evaluated and it holds"
+        )
+    if pnl < 0 and base <= 0:
+        return (
+            f"circuit breaker: a realised loss today ({_money(-pnl)}) against a day-start equity "
+            f"of {_money(base)}: the daily loss limit cannot be evaluated, so it holds"
+        )
     if state.realised_pnl_today < 0 and base > 0:
         loss = -state.realised_pnl_today / base
         if loss >= limits.max_daily_loss_pct:
@@ -345,6 +358,8 @@ def _gates(
         )
     if not math.isfinite(state.equity) or state.equity <= 0:
         reasons.append(f"equity must be positive, got {state.equity}")
+    if not math.isfinite(state.cash):
+        reasons.append(f"cash must be a finite number, got {state.cash}")
     return reasons
 
 

@@ -146,10 +146,14 @@ def execute_signal(
         return unsent_row(signal, "not_sent", reason, broker, now)
     if prior is not None and prior.get("state") in UNSENT_FINAL:
         return {k: v for k, v in prior.items() if k != "run_id"}  # decided once, for good
-    existing = client.order_by_client_id(sid)
+    try:  # the look-up comes first: an earlier attempt's order may be booked already
+        existing = client.order_by_client_id(sid)
+        quote = None if existing is not None else client.latest_quote(str(signal["ticker"]))
+    except BrokerUnavailable as exc:
+        reason = f"broker unavailable before sending (nothing sent by this attempt): {exc}"
+        return unsent_row(signal, "error", reason, broker, now)
     if existing is not None:
         return sent_row(signal, existing, broker, now)
-    quote = client.latest_quote(str(signal["ticker"]))
     problems = send_time_problems(signal, quote, ctx, controls)
     if problems:
         return unsent_row(signal, "skipped", "; ".join(problems), broker, now)

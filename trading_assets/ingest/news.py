@@ -34,6 +34,24 @@ def story_id(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
+def has_headline(headlines: pd.Series) -> pd.Series:
+    """True where a headline has visible text (a missing one is just as empty as "  ")."""
+    return headlines.fillna("").astype(str).str.strip().astype(bool)
+
+
+def provider_rows_dropped(provider_news: pd.DataFrame, universe: Iterable[str]) -> dict[str, int]:
+    """Why provider rows cannot become stories, counted for the asset's metadata: a row with no
+    headline has nothing to read or score, one without a universe ticker is not about us."""
+    if provider_news.empty:
+        return {"blank_headline": 0, "no_universe_ticker": 0}
+    wanted = set(universe)
+    about = provider_news["tickers"].map(lambda ts: bool(wanted.intersection(ts)))
+    return {
+        "blank_headline": int((~has_headline(provider_news["headline"])).sum()),
+        "no_universe_ticker": int((~about).sum()),
+    }
+
+
 def dedupe_news(
     provider_news: pd.DataFrame,
     universe: Iterable[str],
@@ -55,7 +73,7 @@ def dedupe_news(
     known_by = window_end.tz_localize(MARKET_TZ).tz_convert("UTC")
     rows = provider_news[pd.to_datetime(provider_news["published_at"], utc=True) < known_by].copy()
     rows["tickers"] = rows["tickers"].map(lambda ts: sorted(wanted.intersection(ts)))
-    rows = rows[rows["tickers"].map(bool) & rows["headline"].str.strip().astype(bool)]
+    rows = rows[rows["tickers"].map(bool) & has_headline(rows["headline"])]
     if rows.empty:
         return empty_frame(NEWS_COLUMNS)
     rows["key"] = rows["headline"].map(story_key)
