@@ -29,12 +29,11 @@ def main() -> int:
 
     import pandas as pd
 
-    from resources.broker import BrokerResource
     from resources.paper_broker import PaperBroker
     from resources.trading_controls import TradingControls
     from tests.graph.conftest import make_graph, throwaway_postgres_instance
     from trading_assets.event_writes import apply_event_writes
-    from trading_assets.fault_drill import describe, run_fault_drill
+    from trading_assets.fault_drill import describe, drill_broker, run_fault_drill
 
     apply_event_writes()
     opened = pd.Timestamp(f"{args.session} 09:30", tz="America/New_York").tz_convert("UTC")
@@ -46,14 +45,7 @@ def main() -> int:
             throwaway_postgres_instance(tmp / "home") as (instance, db),
         ):
             print(f"instance: Postgres database {db}; paper broker {broker.url}")
-            resource = BrokerResource(
-                mode="embedded",
-                base_url=broker.url,
-                timeout_s=0.5,  # below the chaos timeout (1 s): a held answer times out
-                backoff_s=0.01,
-                max_backoff_s=0.05,
-            )
-            graph = make_graph(tmp, broker=resource, controls=TradingControls())
+            graph = make_graph(tmp, broker=drill_broker(broker.url), controls=TradingControls())
             counts = run_fault_drill(
                 graph.defs,
                 instance,

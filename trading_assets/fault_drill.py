@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from jobs.schedules import intraday_schedule
+from resources.broker import BrokerResource
 from resources.duckdb_locks import connect
 from resources.paper_broker import PaperBroker
 from trading_assets.decision.risk import SIGNAL_PREFIX
@@ -39,6 +40,19 @@ from trading_assets.partitions import session_bounds, session_minutes
 from trading_assets.replay import QUIET, key, proposal_minutes, run_range, scheduled, utc
 
 RUN_ATTEMPTS = 4  # a first run and up to three retries, as `dagster/max_retries: 3`
+CHAOS_TIMEOUT_S = 1.0  # how long the paper broker holds a "timeout" fault's connection
+
+
+def drill_broker(url: str) -> BrokerResource:
+    """The broker resource a drill trades with: its timeout below the chaos timeout (a held
+    answer times out) and short backoffs (faults are many, the broker is local)."""
+    return BrokerResource(
+        mode="embedded",
+        base_url=url,
+        timeout_s=CHAOS_TIMEOUT_S / 2,
+        backoff_s=0.01,
+        max_backoff_s=0.05,
+    )
 
 
 @dataclass
@@ -66,7 +80,7 @@ class DrillCounts:
     orders_at_broker: int = 0
     orders_doubled: int = 0
     orders_without_signal: int = 0
-    actionable_without_order: int = 0
+    sent_not_at_broker: int = 0
     states: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -138,8 +152,8 @@ def run_fault_drill(
 ) -> DrillCounts:
     """Trade [first, last] (HH:MM) of `session` with `rate` of broker calls failing at random.
 
-    `defs` must trade on `broker` (its BrokerResource's base_url) with a client timeout below
-    the chaos timeout (1 s), and store assets in `warehouse`."""
+    `defs` must trade on `broker` through `drill_broker(broker.url)` and store assets in
+    `warehouse`."""
     from dagster import SensorResult, build_sensor_context
 
     from sensors.signals import trade_signal_sensor
@@ -176,7 +190,7 @@ def run_fault_drill(
     log(f"research done; {len(decide)} minutes with a BUY/SELL verdict; faults at {rate:.0%}")
 
     cursor = trade_signal_sensor(build_sensor_context(instance=instance, definitions=defs)).cursor
-    broker.inject_chaos(rate, seed)
+    broker.inject_chaos(rate, seed, seconds=CHAOS_TIMEOUT_S)
 
     def evaluate() -> SensorResult:
         counts.sensor_evaluations += 1
@@ -283,7 +297,7 @@ def _count_outcome(
     counts.orders_doubled = sum(n - 1 for n in per_trade.values() if n > 1)
     sent = {o["client_order_id"] for o in ours}
     decided_to_send = set(ledger.loc[ledger["broker_order_id"] != "", "signal_id"])
-    counts.actionable_without_order = len(decided_to_send - sent)
+    counts.sent_not_at_broker = len(decided_to_send - sent)
 
 
 def describe(counts: DrillCounts) -> list[str]:
@@ -307,6 +321,6 @@ def describe(counts: DrillCounts) -> list[str]:
         f"ledger duplicates {counts.ledger_duplicates}; signals without a ledger row "
         f"{counts.signals_without_row}; signals without a final state "
         f"{counts.signals_without_final_state}; sent per the ledger but not at the broker "
-        f"{counts.actionable_without_order}",
+        f"{counts.sent_not_at_broker}",
         f"wall {counts.wall_s:.0f} s",
     ]

@@ -25,7 +25,7 @@ from resources.paper_broker.server import CHAOS_KINDS
 from resources.trading_controls import TradingControls
 from tests.graph.conftest import Graph, make_graph, throwaway_postgres_instance
 from trading_assets.execution.ledger import FINAL_STATES
-from trading_assets.fault_drill import describe, run_fault_drill
+from trading_assets.fault_drill import describe, drill_broker, run_fault_drill
 
 pytestmark = pytest.mark.postgres
 
@@ -47,10 +47,7 @@ def test_random_faults_over_a_replayed_window_lose_and_double_nothing(
         PaperBroker(tmp_path / "paper.sqlite", start_time=open_utc()) as broker,
         throwaway_postgres_instance(tmp_path / "home") as (instance, _),
     ):
-        resource = BrokerResource(
-            mode="embedded", base_url=broker.url, timeout_s=0.5, backoff_s=0.01, max_backoff_s=0.05
-        )
-        graph = make_graph(tmp_path, broker=resource, controls=TradingControls())
+        graph = make_graph(tmp_path, broker=drill_broker(broker.url), controls=TradingControls())
         counts = run_fault_drill(
             graph.defs,
             instance,
@@ -75,7 +72,7 @@ def test_random_faults_over_a_replayed_window_lose_and_double_nothing(
     assert counts.ledger_duplicates == 0
     assert counts.signals_without_row == 0
     assert counts.signals_without_final_state == 0
-    assert counts.actionable_without_order == 0
+    assert counts.sent_not_at_broker == 0
     assert counts.decision_failures == 0 and counts.execute_failures == 0
 
 

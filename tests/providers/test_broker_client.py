@@ -11,6 +11,7 @@ import os
 import pickle
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from trading_assets.execution.fills import FillModel
 
 START = "2026-03-12T14:00:30Z"  # 10:00:30 New York; the next bar starts 14:01Z
 SINCE = pd.Timestamp("2026-03-12T13:00:00Z")
-FAKE_KEY = "PKFAKEKEY0123456789"
+FAKE_KEY = f"test-key-{uuid.uuid4().hex[:8]}"  # made per run, never a real key
 FAKE_SECRET = "fake-secret-Zq9xW7vU5tS3rQ1p"  # recognisable: must never be printed
 ORDERS = "/v2/orders"
 

@@ -20,6 +20,7 @@ scan reads it.
 
 import json
 import sqlite3
+import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import closing
@@ -58,14 +59,13 @@ from trading_assets.definitions import build_definitions
 
 SESSION = "2026-03-23"
 UNIVERSE = "AAPL,SPY,QQQ"  # few tickers: Finnhub is paced at one call a second
-# Fake, unique, recognisable: a hit anywhere is unambiguous.
+# Fake, unique per run, recognisable: a hit anywhere is unambiguous. Made here, set only as
+# environment variables (monkeypatched), never written in the repository.
 KEYS = {
-    "ALPACA_API_KEY": "PKCANARY7Q2W9ALPACAKEY",
-    "ALPACA_SECRET_KEY": "canary-alpaca-secret-5f1e9c07d3",
-    "FINNHUB_API_KEY": "canaryfinnhub0c4b8e2a61",
-    "OPENAI_API_KEY": "sk-canary-openai-9d7e3b5a1f",
+    name: f"canary-{name.lower().replace('_', '-')}-{uuid.uuid4().hex[:10]}"
+    for name in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "FINNHUB_API_KEY", "OPENAI_API_KEY")
 }
-HOOK_TOKEN = "canaryslackhook4e8a2c"
+HOOK_TOKEN = f"canaryslackhook{uuid.uuid4().hex[:8]}"
 HOOK_PATH = f"/services/T0CANARY/B0CANARY/{HOOK_TOKEN}"
 DEBUG = {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}}
 LIVE = {"trading/live": "true"}
