@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_EVENT_BATCH_SIZE ?= 500
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
 
-.PHONY: setup demo paper-broker test lint ui ui-postgres clean
+.PHONY: setup demo paper-broker test browser lint ui ui-postgres transcript clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -24,14 +24,21 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
 setup: $(VENV)/.installed  ## create .venv with the pinned dependencies
 
 demo: setup  ## replay one bundled real session live: daemon, sensor, paper broker (no keys)
-	mkdir -p "$(DAGSTER_HOME)"
 	$(BIN)/python -m trading_assets.main $(if $(SESSION),--session $(SESSION),) $(ARGS)
 
 paper-broker: setup  ## the embedded paper broker on 127.0.0.1:8765 (the embedded default URL)
 	$(BIN)/python -m resources.paper_broker --db data/paper_broker.sqlite --port 8765
 
-test: setup  ## the whole test suite (needs the local PostgreSQL on 127.0.0.1:5432)
+test: setup browser  ## the whole test suite (needs the local PostgreSQL on 127.0.0.1:5432)
 	$(BIN)/python -m pytest -q
+
+# The UI tests drive Debian's Chromium (never a downloaded browser); installed here when it is
+# missing and this user can, else those tests are skipped and say so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { apt-get install -y -q chromium >/dev/null 2>&1 \
+	       || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
+	  || echo "Chromium is not installed (apt-get install chromium): the UI tests will be skipped"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -41,14 +48,16 @@ lint: setup
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-ui: setup  ## the Dagster UI and daemon on http://127.0.0.1:3000 (UI_HOST, UI_PORT), instance in DAGSTER_HOME
-	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster dev -h "$(UI_HOST)" -p "$(UI_PORT)"
+ui: setup  ## the Dagster UI and daemon on http://127.0.0.1:3000 (UI_HOST, UI_PORT), instance in DAGSTER_HOME; Ctrl-C stops it
+	$(BIN)/python -m trading_assets.ui --host "$(UI_HOST)" --port "$(UI_PORT)"
 
 ui-postgres: setup  ## the same on a Postgres instance (DAGSTER_PG_* variables, see README)
 	mkdir -p "$(DAGSTER_HOME)"
 	cp dagster.yaml.example "$(DAGSTER_HOME)/dagster.yaml"
-	$(BIN)/dagster dev -h "$(UI_HOST)" -p "$(UI_PORT)"
+	$(BIN)/python -m trading_assets.ui --host "$(UI_HOST)" --port "$(UI_PORT)"
+
+transcript: setup  ## a minute's debate transcripts: make transcript MINUTE="2026-03-23 10:15" [TICKER=META]
+	$(BIN)/python -m trading_assets.transcript "$(MINUTE)" $(TICKER)
 
 clean:
 	rm -rf data .dagster_home .pytest_cache

@@ -44,12 +44,12 @@ LAST_SESSION = "2026-03-27"
 
 def sessions(n: int) -> tuple[str, str, int]:
     """(first key, last key, minutes) of the first n bundled sessions."""
-    from trading_assets.partitions import PARTITION_FMT, session_minutes
+    from trading_assets.partitions import minute_key, session_minutes
 
     minutes = session_minutes(FIRST_SESSION, LAST_SESSION)
     days = sorted(set(minutes.normalize()))[:n]
     chosen = minutes[minutes.normalize().isin(days)]
-    return chosen[0].strftime(PARTITION_FMT), chosen[-1].strftime(PARTITION_FMT), len(chosen)
+    return minute_key(chosen[0]), minute_key(chosen[-1]), len(chosen)
 
 
 def measure(mode: str, n: int) -> dict[str, object]:
@@ -119,10 +119,9 @@ def measure(mode: str, n: int) -> dict[str, object]:
 
 
 def _range_tags(first: str, last: str) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last,
-    }
+    from trading_assets.partitions import MinuteSpan
+
+    return MinuteSpan.of_keys(first, last).tags
 
 
 FLOOR_ASSETS = 15  # backtest_job's materialized outputs (the four analysts, bull and bear)

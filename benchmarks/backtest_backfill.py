@@ -43,8 +43,8 @@ def step_seconds(instance: DagsterInstance, run_id: str) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--first", default="2026-03-12-09:30")
-    parser.add_argument("--last", default="2026-03-27-15:59")
+    parser.add_argument("--first", default="2026-03-12|09:30")
+    parser.add_argument("--last", default="2026-03-27|15:59")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, DagsterInstance.ephemeral() as instance:
         graph = make_graph(Path(tmp))

@@ -55,7 +55,7 @@ from tests.graph.crash_harness import (  # noqa: E402
 )
 from trading_assets.definitions import build_definitions  # noqa: E402
 
-WARM_UP = ("2026-03-20-09:30", "2026-03-20-15:59")
+WARM_UP = ("2026-03-20|09:30", "2026-03-20|15:59")
 ANALYSTS = ("technical_analysis", "fundamental_analysis", "sentiment_analysis", "macro_analysis")
 NAMED = {
     "bars": lambda done: "bars" in done,
@@ -123,8 +123,8 @@ def write_kills(root: Path, count: int, seed: int) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--first", default="2026-03-23-09:30")
-    parser.add_argument("--last", default="2026-03-23-15:59")
+    parser.add_argument("--first", default="2026-03-23|09:30")
+    parser.add_argument("--last", default="2026-03-23|15:59")
     parser.add_argument("--points", default="bars,analysts,debate,trade_signals")
     parser.add_argument("--random", type=int, default=3, help="seeded random kill points")
     parser.add_argument("--seed", type=int, default=7)

@@ -24,7 +24,7 @@ from trading_assets.checks.expectations import _context
 def timed_run(instance: DagsterInstance, tmp: Path, session: str) -> float:
     graph = make_graph(tmp)
     started = time.perf_counter()
-    result = graph.run(instance, f"{session}-09:30", f"{session}-15:59")
+    result = graph.run(instance, f"{session}|09:30", f"{session}|15:59")
     elapsed = time.perf_counter() - started
     assert result.success
     return elapsed

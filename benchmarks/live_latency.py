@@ -148,7 +148,7 @@ def analyze(tmp: Path) -> list:
     from dagster import DagsterInstance, RunsFilter
 
     from resources.paper_broker import BrokerState
-    from trading_assets.partitions import PARTITION_FMT
+    from trading_assets.partitions import key_minute
     from trading_assets.replay import (
         Segment,
         assign_orders,
@@ -166,7 +166,7 @@ def analyze(tmp: Path) -> list:
         for r in records
     ))  # fmt: skip
     minutes = collect_minutes(instance, closes)
-    segments = [Segment(pd.to_datetime(k, format=PARTITION_FMT), w) for k, w in closes.items()]
+    segments = [Segment(key_minute(k), w) for k, w in closes.items()]
     books = BrokerState(
         tmp / "data" / "paper_broker.sqlite", initial_cash=100_000.0, start_time=pd.Timestamp(0)
     )  # an existing file: its own clock and cash

@@ -48,6 +48,7 @@ from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
 from tests.graph.conftest import QUIET, Graph, make_graph  # noqa: E402
 from tests.graph.test_research_job import desk_answer, model_llm  # noqa: E402
 from trading_assets.checks.expectations import _context  # noqa: E402
+from trading_assets.partitions import MinuteSpan  # noqa: E402
 
 SESSION_MINUTES = 390
 GATE_OFF = {"enabled": False}
@@ -116,10 +117,7 @@ def run(graph: Graph, instance: DagsterInstance, first: str, last: str, ops: dic
     started = time.perf_counter()
     result = graph.defs.resolve_job_def("research_job").execute_in_process(
         instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
-        },
+        tags=MinuteSpan.of_keys(first, last).tags,
         raise_on_error=False,
         run_config=config,
     )
@@ -235,8 +233,8 @@ def main() -> int:
     gated = "09:30-10:29" if args.quick else args.gated
     off = "10:15-10:24" if args.quick else args.off_window
     s = args.session
-    g_first, g_last = (f"{s}-{t}" for t in gated.split("-"))
-    o_first, o_last = (f"{s}-{t}" for t in off.split("-"))
+    g_first, g_last = (f"{s}|{t}" for t in gated.split("-"))
+    o_first, o_last = (f"{s}|{t}" for t in off.split("-"))
     g_minutes = (
         (int(g_last[-5:-3]) * 60 + int(g_last[-2:]))
         - (int(g_first[-5:-3]) * 60 + int(g_first[-2:]))

@@ -14,13 +14,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
-from dagster import Definitions, Output, PartitionKeyRange, TimeWindow
+from dagster import Definitions, Output, PartitionKeyRange
 
 from trading_assets.assets.analysts import AnalystTeamConfig, GateConfig
 from trading_assets.assets.backtest import FillCosts
 from trading_assets.assets.events import EventContextConfig, MarketEventsConfig
 from trading_assets.assets.ingest import MINUTES
 from trading_assets.assets.research import DebateConfig
+from trading_assets.partitions import MinuteSpan
 
 RESOURCES = ("market_data", "llm", "warehouse", "broker", "controls")
 
@@ -33,7 +34,6 @@ class PlainContext:
     last: str
     outputs: set[str]
     run_id: str = "plain"
-    run: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(tags={}))
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("plain_graph"))
     has_partition_key: bool = False
     has_partition_key_range: bool = True
@@ -48,9 +48,8 @@ class PlainContext:
         return MINUTES.get_partition_keys_in_range(self.partition_key_range)
 
     @property
-    def partition_time_window(self) -> TimeWindow:
-        start = MINUTES.time_window_for_partition_key(self.first).start
-        return TimeWindow(start, MINUTES.time_window_for_partition_key(self.last).end)
+    def run(self) -> SimpleNamespace:
+        return SimpleNamespace(tags=MinuteSpan.of_keys(self.first, self.last).tags)
 
     @property
     def selected_output_names(self) -> set[str]:

@@ -261,7 +261,7 @@ def main() -> int:
     sizes = list(QUICK_SIZES) if args.quick else [int(s) for s in args.sizes.split(",")]
     window = "09:30-10:29" if args.quick else args.window
     lo, hi = window.split("-")
-    first, last = f"{args.session}-{lo}", f"{args.session}-{hi}"
+    first, last = f"{args.session}|{lo}", f"{args.session}|{hi}"
     minutes = len(pd.date_range(f"{args.session} {lo}", f"{args.session} {hi}", freq="min"))
     print(f"backtest_job {first} .. {last}, rules backend, one run per N in a fresh process")
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min average), {os.cpu_count()} cores")

@@ -33,7 +33,7 @@ PRICE_IN, PRICE_OUT = 0.15, 0.60  # USD per million tokens (gpt-4o-mini list pri
 
 def run(graph, instance, session: str) -> tuple[float, object]:
     started = time.perf_counter()
-    result = graph.run(instance, f"{session}-09:30", f"{session}-15:59", job="research_job")
+    result = graph.run(instance, f"{session}|09:30", f"{session}|15:59", job="research_job")
     elapsed = time.perf_counter() - started
     assert result.success
     return elapsed, result

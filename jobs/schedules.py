@@ -3,10 +3,12 @@
 * `intraday_schedule` every minute 09:00-16:59 on weekdays: the minute just closed, if it is a
   session minute (holidays, weekends and the minutes after an early close are skipped with the
   reason). The 15:59 bar closes at 16:00, so 16:00 is the day's last tick.
-* `flatten_schedule` runs `close_all_positions` five minutes before the close (15:55, or 12:55
-  on an early close): market orders then fill before the bell.
-* `ledger_schedule` re-materializes `broker_orders` over the day ten minutes after the close,
-  so every signal's ledger row ends in its final state.
+* `flatten_schedule` runs `close_all_positions` five minutes before the close (15:55;
+  `flatten_early_close_schedule` at 12:55 on an early close): market orders then fill before
+  the bell.
+* `ledger_schedule` re-materializes `broker_orders` over the day ten minutes after the close
+  (16:10; `ledger_early_close_schedule` at 13:10), so every signal's ledger row ends in its
+  final state.
 
 Replay (explicit opt-in, `TRADING_REPLAY_CLOCK=broker` in the code location's environment): a
 bundled session cannot be ticked by the wall clock (its day is long gone, or a weekend), so the
@@ -33,12 +35,15 @@ from dagster import (
 )
 
 from jobs.trading import LIVE_TAG, close_all_positions, execute_signals, intraday_job
-from trading_assets.partitions import PARTITION_FMT, SESSION_CRON, session_bounds
+from trading_assets.partitions import MinuteSpan, minute_key, session_bounds
 from trading_assets.schemas import MARKET_TZ
 
 FLATTEN_MINUTES_BEFORE_CLOSE = 5
 LEDGER_MINUTES_AFTER_CLOSE = 10
 REPLAY_CLOCK_ENV = "TRADING_REPLAY_CLOCK"
+# Every weekday minute 09:00-16:59: the calendar then says whether a session bar just closed
+# (the 15:59 bar closes at 16:00, so 16:00 is a session's last tick).
+INTRADAY_CRON = "* 9-16 * * 1-5"
 REPLAY_CRON = "* * * * *"  # every wall minute: the broker's clock says which session minute
 REPLAY_TAG = "trading/replay"
 
@@ -75,7 +80,7 @@ def minute_just_closed(tick: pd.Timestamp) -> str | SkipReason:
             f"no session bar closed at {tick:%H:%M}: the session runs "
             f"{opened:%H:%M}-{closed:%H:%M} on {minute:%Y-%m-%d}"
         )
-    return minute.strftime(PARTITION_FMT)
+    return minute_key(minute)
 
 
 def build_intraday_schedule(replay: bool = False) -> ScheduleDefinition:
@@ -83,7 +88,7 @@ def build_intraday_schedule(replay: bool = False) -> ScheduleDefinition:
 
     @schedule(
         name="intraday_schedule",
-        cron_schedule=REPLAY_CRON if replay else SESSION_CRON,
+        cron_schedule=REPLAY_CRON if replay else INTRADAY_CRON,
         execution_timezone=MARKET_TZ,
         job=intraday_job,
         default_status=DefaultScheduleStatus.RUNNING if replay else DefaultScheduleStatus.STOPPED,
@@ -119,34 +124,61 @@ def _at_offset(
     return bounds
 
 
-@schedule(
-    cron_schedule="55 12,15 * * 1-5",
-    execution_timezone=MARKET_TZ,
-    job=close_all_positions,
-    description="Flat before the close: cancel open orders, close every position.",
-)
-def flatten_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    bounds = _at_offset(context, -FLATTEN_MINUTES_BEFORE_CLOSE)
-    if isinstance(bounds, SkipReason):
-        return bounds
-    return RunRequest(run_key=f"flatten-{bounds[1]:%Y-%m-%d}", tags={LIVE_TAG: "true"})
-
-
-@schedule(
-    cron_schedule="10 13,16 * * 1-5",
-    execution_timezone=MARKET_TZ,
-    job=execute_signals,
-    description="After the close: refresh every broker_orders row of the day to its final state.",
-)
-def ledger_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    bounds = _at_offset(context, LEDGER_MINUTES_AFTER_CLOSE)
-    if isinstance(bounds, SkipReason):
-        return bounds
-    first, last = bounds[0], bounds[1] - pd.Timedelta(minutes=1)
-    return RunRequest(
-        run_key=f"ledger-{first:%Y-%m-%d}",
-        tags={
-            "dagster/asset_partition_range_start": first.strftime(PARTITION_FMT),
-            "dagster/asset_partition_range_end": last.strftime(PARTITION_FMT),
-        },
+def _flatten(name: str, cron: str, when: str) -> ScheduleDefinition:
+    @schedule(
+        name=name,
+        cron_schedule=cron,
+        execution_timezone=MARKET_TZ,
+        job=close_all_positions,
+        description=f"Flat five minutes before the close {when}: cancel open orders, close "
+        "every position.",
     )
+    def _flatten_tick(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        bounds = _at_offset(context, -FLATTEN_MINUTES_BEFORE_CLOSE)
+        if isinstance(bounds, SkipReason):
+            return bounds
+        return RunRequest(run_key=f"flatten-{bounds[1]:%Y-%m-%d}", tags={LIVE_TAG: "true"})
+
+    return _flatten_tick
+
+
+def _ledger(name: str, cron: str, when: str) -> ScheduleDefinition:
+    @schedule(
+        name=name,
+        cron_schedule=cron,
+        execution_timezone=MARKET_TZ,
+        job=execute_signals,
+        description=f"Ten minutes after the close {when}: refresh every broker_orders row of "
+        "the day to its final state.",
+    )
+    def _ledger_tick(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        bounds = _at_offset(context, LEDGER_MINUTES_AFTER_CLOSE)
+        if isinstance(bounds, SkipReason):
+            return bounds
+        day = bounds[0].normalize()
+        return RunRequest(run_key=f"ledger-{day:%Y-%m-%d}", tags=MinuteSpan.whole_day(day).tags)
+
+    return _ledger_tick
+
+
+# One schedule per close time, so each reads as what it does (a cron cannot name the ~3
+# early-close days a year, so the early-close ones tick on every weekday and skip the rest).
+flatten_schedule = _flatten("flatten_schedule", "55 15 * * 1-5", "(15:55 New York)")
+flatten_early_close_schedule = _flatten(
+    "flatten_early_close_schedule", "55 12 * * 1-5", "on early-close days (12:55 New York)"
+)
+ledger_schedule = _ledger("ledger_schedule", "10 16 * * 1-5", "(16:10 New York)")
+ledger_early_close_schedule = _ledger(
+    "ledger_early_close_schedule", "10 13 * * 1-5", "on early-close days (13:10 New York)"
+)
+CLOSE_SCHEDULES = (
+    flatten_schedule,
+    flatten_early_close_schedule,
+    ledger_schedule,
+    ledger_early_close_schedule,
+)
+
+
+def flatten_schedule_for(close: pd.Timestamp) -> ScheduleDefinition:
+    """The flatten schedule that ticks before a session closing at `close` (naive NY)."""
+    return flatten_schedule if close.hour == 16 else flatten_early_close_schedule

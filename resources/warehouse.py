@@ -13,14 +13,20 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-from dagster import InputContext, OutputContext
+from dagster import InputContext, OutputContext, TimeWindow
 from dagster._core.definitions.metadata import TableMetadataSet
-from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbTypeHandler, TablePartitionDimension, TableSlice
 from dagster_duckdb import DuckDBResource
 from dagster_duckdb.io_manager import DbIOManager, DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 from resources.duckdb_locks import connect as lock_aware_connect
+from trading_assets.partitions import (
+    HISTORY_MINUTES,
+    MinuteSpan,
+    is_minute_partitions,
+    minutes_back,
+)
 
 SCHEMA = "trading"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -135,13 +141,55 @@ class _TransactionalClient(_LockAwareClient):
             DuckDbClient.delete_table_slice(context, table_slice, connection)
 
 
+class _MinuteWindowIOManager(DbIOManager):
+    """dagster-duckdb's IO manager with the run's rows chosen by time, not by partition keys.
+
+    A minute partition key is two-dimensional (`trading_assets.partitions`), so Dagster's own
+    slice would be "these dates x these minute labels", and it refuses a multi-session range
+    outright (one key range per date). A run covers one stretch of minutes (`MinuteSpan`), so
+    its rows are exactly `first <= minute < end`: what an output replaces, what an input reads.
+    An input declared with `history_minutes` also reads that many session minutes before the
+    run's first (the analysts' warm-up), and never anything after the run's last minute,
+    whatever Dagster's partition mapping lists: the point-in-time rule lives here.
+    """
+
+    def _get_table_slice(
+        self, context: OutputContext | InputContext, output_context: OutputContext
+    ) -> TableSlice:
+        if context.has_asset_partitions and not is_minute_partitions(
+            context.asset_partitions_def
+        ):  # another partitioning (a test's daily asset, say): dagster-duckdb's own slice
+            return super()._get_table_slice(context, output_context)
+        metadata = output_context.definition_metadata or {}
+        table_slice = TableSlice(
+            table=context.asset_key.path[-1],
+            schema=str(metadata.get("schema") or self._schema),
+            database=self._database,
+            partition_dimensions=[],
+            columns=(context.definition_metadata or {}).get("columns"),
+        )
+        if not context.has_asset_partitions:
+            return table_slice
+        span = MinuteSpan.of_tags(context.step_context.dagster_run.tags)
+        if span is None:  # an unpartitioned asset reading a partitioned one: every row
+            return table_slice
+        start = span.first
+        if isinstance(context, InputContext):
+            start = minutes_back(
+                span.first, int(context.definition_metadata.get(HISTORY_MINUTES, 0))
+            )
+        window = TimeWindow(start.to_pydatetime(), span.end.to_pydatetime())
+        dimension = TablePartitionDimension(str(metadata["partition_expr"]), window)
+        return table_slice._replace(partition_dimensions=[dimension])
+
+
 class WarehouseIOManager(DuckDBPandasIOManager):
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
         return [_PandasHandler()]
 
     def create_io_manager(self, context) -> DbIOManager:
-        return DbIOManager(
+        return _MinuteWindowIOManager(
             db_client=_TransactionalClient(),
             database=self.database,
             schema=self.schema_,

@@ -22,6 +22,8 @@ from dagster import (
     run_failure_sensor,
 )
 
+from trading_assets.partitions import RANGE_END_TAG, RANGE_START_TAG
+
 WEBHOOK_ENV = "TRADING_SLACK_WEBHOOK_URL"
 
 
@@ -32,10 +34,6 @@ def _cause(context: RunFailureSensorContext) -> str:
         if error is not None and error.message.strip():
             return f" {event.step_key}: {error.message.strip().splitlines()[0]}"
     return ""
-
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 
 def unmaterialized(instance: DagsterInstance, run: DagsterRun) -> dict[AssetKey, list[str]]:
@@ -62,7 +60,7 @@ def unmaterialized(instance: DagsterInstance, run: DagsterRun) -> dict[AssetKey,
 
 def _range_report(context: RunFailureSensorContext) -> str:
     run = context.dagster_run
-    missing = unmaterialized(context.instance, run) if RANGE_START in run.tags else {}
+    missing = unmaterialized(context.instance, run) if RANGE_START_TAG in run.tags else {}
     if not missing:
         return ""
     parts = [
@@ -71,7 +69,7 @@ def _range_report(context: RunFailureSensorContext) -> str:
         if keys
     ]
     return (
-        f" | {run.tags[RANGE_START]}..{run.tags[RANGE_END]} not materialized: "
+        f" | {run.tags[RANGE_START_TAG]}..{run.tags[RANGE_END_TAG]} not materialized: "
         + (", ".join(parts) or "none")
         + f" ({len(missing) - len(parts)} of {len(missing)} assets complete); re-run the "
         "range or backfill its missing partitions"

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 import pandas as pd
 from dagster import DagsterInstance
 
+from resources.duckdb_locks import connect
+from resources.warehouse import SCHEMA, warehouse_path
 from trading_assets.assets.backtest import performance_markdown
 from trading_assets.event_writes import apply_event_writes
+from trading_assets.location_runs import LocationRuns
+from trading_assets.partitions import MinuteSpan
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-BUNDLED_FIRST = "2026-03-12-09:30"  # the bundled bars' 12 full sessions, 9 tickers
-BUNDLED_LAST = "2026-03-27-15:59"
+BUNDLED_FIRST = "2026-03-12|09:30"  # the bundled bars' 12 full sessions, 9 tickers
+BUNDLED_LAST = "2026-03-27|15:59"
 
 
 @dataclass
@@ -38,32 +40,29 @@ def run_backtest(
     last: str = BUNDLED_LAST,
     log: Callable[[str], None] = print,
 ) -> BacktestResult:
-    """Backtest [first, last] (partition keys) as one run on `instance`, then score it."""
-    from trading_assets.definitions import defs
-
+    """Backtest [first, last] (partition keys) as one run on `instance`, then score it; both
+    are the code location's runs (`LocationRuns`: the UI lists them under their jobs)."""
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     log(f"backtest_job {first} .. {last} (one run) ...")
-    started = time.perf_counter()
+    from trading_assets.definitions import defs
+
     apply_event_writes()  # the shipped setting (`make demo` already exports it)
-    result = defs.resolve_job_def("backtest_job").execute_in_process(
-        instance=instance,
-        tags={RANGE_START: first, RANGE_END: last},
-        run_config=quiet,
-        raise_on_error=False,
-    )
-    backtest_s = time.perf_counter() - started
-    if not result.success:
-        raise RuntimeError(f"backtest run {result.run_id} failed: see it in the UI")
-    log(f"  done in {backtest_s:.0f} s (run {result.run_id[:8]})")
-    started = time.perf_counter()
-    report = defs.resolve_job_def("backtest_report_job").execute_in_process(
-        instance=instance, run_config=quiet, raise_on_error=False
-    )
-    report_s = time.perf_counter() - started
+    with LocationRuns(instance, defs) as location:
+        started = time.perf_counter()
+        result = location.run("backtest_job", MinuteSpan.of_keys(first, last).tags, quiet)
+        backtest_s = time.perf_counter() - started
+        if not result.success:
+            raise RuntimeError(f"backtest run {result.run_id} failed: see it in the UI")
+        log(f"  done in {backtest_s:.0f} s (run {result.run_id[:8]})")
+        started = time.perf_counter()
+        report = location.run("backtest_report_job", {}, quiet)
+        report_s = time.perf_counter() - started
     if not report.success:
         raise RuntimeError(f"backtest report run {report.run_id} failed: see it in the UI")
-    frame = report.output_for_node("backtest_performance")
-    table = frame[frame["scope"] == "all"].reset_index(drop=True)
+    with connect(warehouse_path(), read_only=True) as conn:
+        table = conn.execute(
+            f"SELECT * FROM {SCHEMA}.backtest_performance WHERE scope = 'all' ORDER BY rowid"
+        ).df()
     return BacktestResult(result.run_id, report.run_id, backtest_s, report_s, table)
 
 

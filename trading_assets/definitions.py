@@ -10,7 +10,7 @@ from dagster import Definitions, in_process_executor, mem_io_manager
 from jobs.backtest import backtest_job, backtest_report_job
 from jobs.ingest import ingest_job
 from jobs.research import research_job
-from jobs.schedules import flatten_schedule, intraday_schedule, ledger_schedule
+from jobs.schedules import CLOSE_SCHEDULES, intraday_schedule
 from jobs.trading import close_all_positions, decision_job, execute_signals, intraday_job
 from resources.broker import BrokerResource, broker_from_env
 from resources.llm import LLMResource
@@ -108,7 +108,7 @@ def build_definitions(
             *(backtest_job, backtest_report_job),
             *(execute_signals, close_all_positions),
         ],
-        schedules=[intraday_schedule, flatten_schedule, ledger_schedule],
+        schedules=[intraday_schedule, *CLOSE_SCHEDULES],
         sensors=[trade_signal_sensor, run_failure_alert],
         resources={
             "io_manager": warehouse_io_manager(warehouse),

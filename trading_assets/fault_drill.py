@@ -36,7 +36,7 @@ from resources.duckdb_locks import connect
 from resources.paper_broker import PaperBroker
 from trading_assets.decision.risk import SIGNAL_PREFIX
 from trading_assets.execution.ledger import FINAL_STATES
-from trading_assets.partitions import session_bounds, session_minutes
+from trading_assets.partitions import PARTITION_TAG, MinuteSpan, session_bounds, session_minutes
 from trading_assets.replay import QUIET, key, proposal_minutes, run_range, scheduled, utc
 
 RUN_ATTEMPTS = 4  # a first run and up to three retries, as `dagster/max_retries: 3`
@@ -170,12 +170,6 @@ def run_fault_drill(
         raise ValueError(f"no session minutes in {first}..{last} on {session}")
     counts.minutes = len(minutes)
 
-    def ranged(a: pd.Timestamp, b: pd.Timestamp) -> dict[str, str]:
-        return {
-            "dagster/asset_partition_range_start": key(a),
-            "dagster/asset_partition_range_end": key(b),
-        }
-
     broker.clear_faults()
     broker.set_clock(max(broker.now, utc(minutes[0])))
     previous = session_minutes(
@@ -220,7 +214,7 @@ def run_fault_drill(
             counts.execute_runs += 1
             tags = {
                 **request.tags,
-                "dagster/partition": str(request.partition_key),
+                PARTITION_TAG: str(request.partition_key),
                 "dagster/run_key": str(request.run_key),
                 "dagster/sensor_name": "trade_signal_sensor",
             }
@@ -238,7 +232,8 @@ def run_fault_drill(
     broker.set_clock(min(flatten_at + pd.Timedelta(minutes=2), utc(bounds[1])))
     for _ in range(RUN_ATTEMPTS):
         counts.ledger_runs += 1
-        run_with_retries(defs, instance, "execute_signals", ranged(minutes[0], minutes[-1]), counts)
+        session_tags = MinuteSpan(minutes[0], minutes[-1]).tags
+        run_with_retries(defs, instance, "execute_signals", session_tags, counts)
         if not _unfinished(warehouse, minutes[0], minutes[-1]):
             break
     counts.faults = broker.fault_stats()

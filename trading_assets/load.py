@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from resources.duckdb_locks import HANDLED_MARKER, connect
-from trading_assets.partitions import session_minutes
+from trading_assets.partitions import PARTITION_TAG, session_minutes
 from trading_assets.replay import REPLAY_TAG, REPO_ROOT, daemon, key, run_range, utc
 
 LOAD_TAG = "trading/load"
@@ -244,7 +244,7 @@ def run_figures(instance, record, job: str) -> RunFigures:
     run = record.dagster_run
     figures = RunFigures(
         job=job,
-        minute=run.tags.get("dagster/partition", ""),
+        minute=run.tags.get(PARTITION_TAG, ""),
         status=run.status.value,
         created=record.create_timestamp.timestamp(),
         started=record.start_time,
@@ -412,7 +412,7 @@ def load_session(
         result.intraday.append(run_figures(instance, record, "intraday_job"))
     wanted = {t.minute for t in result.ticks}
     for record in instance.get_run_records(RunsFilter(job_name="execute_signals")):
-        if record.dagster_run.tags.get("dagster/partition") in wanted:
+        if record.dagster_run.tags.get(PARTITION_TAG) in wanted:
             result.execute.append(run_figures(instance, record, "execute_signals"))
     sent = [o for o in broker_orders() if str(o.get("client_order_id", "")).startswith("sig-")]
     ids = Counter(o["client_order_id"] for o in sent)

@@ -15,20 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from resources.duckdb_locks import connect
 from resources.paper_broker import BrokerState
 from trading_assets.event_writes import apply_event_writes
-from trading_assets.partitions import PARTITION_FMT, session_bounds
+from trading_assets.instance import prepare_home
+from trading_assets.partitions import key_minute, session_bounds
 
 DEFAULT_SESSION = "2026-03-23"
 INITIAL_CASH = 100_000.0
 
 
 def _print_summary(warehouse: Path, first: str, last: str, books: BrokerState) -> None:
-    lo = pd.Timestamp(pd.to_datetime(first, format=PARTITION_FMT))
-    hi = pd.Timestamp(pd.to_datetime(last, format=PARTITION_FMT))
+    lo, hi = key_minute(first), key_minute(last)
     with connect(warehouse, read_only=True) as conn:
         signals = conn.execute(
             "SELECT * FROM trading.trade_signals WHERE minute BETWEEN ? AND ?", [lo, hi]
@@ -83,13 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--backtest",
-        default="2026-03-12-09:30...2026-03-27-15:59",
+        default="2026-03-12|09:30...2026-03-27|15:59",
         help="partition range to backtest after the replay, or 'none' (%(default)s)",
     )
     args = parser.parse_args(argv)
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
-    home.mkdir(parents=True, exist_ok=True)
+    home = prepare_home()  # DAGSTER_HOME (./.dagster_home): no telemetry, no pop-up
     apply_event_writes()  # before the daemon starts: it and its run workers inherit them
     from resources.paper_broker import PaperBroker
     from resources.warehouse import data_dir, table_exists, warehouse_path

@@ -35,9 +35,15 @@ from statistics import median
 import duckdb
 import pandas as pd
 
-from jobs.schedules import FLATTEN_MINUTES_BEFORE_CLOSE, flatten_schedule, intraday_schedule
+from jobs.schedules import FLATTEN_MINUTES_BEFORE_CLOSE, flatten_schedule_for, intraday_schedule
 from resources.duckdb_locks import connect
-from trading_assets.partitions import PARTITION_FMT, session_bounds, session_minutes
+from trading_assets.partitions import (
+    PARTITION_TAG,
+    MinuteSpan,
+    minute_key,
+    session_bounds,
+    session_minutes,
+)
 
 NY = "America/New_York"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +51,7 @@ REPLAY_TAG = {"trading/replay": "true"}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def key(minute: pd.Timestamp) -> str:
-    return minute.strftime(PARTITION_FMT)
+key = minute_key
 
 
 def utc(minute: pd.Timestamp) -> pd.Timestamp:
@@ -132,15 +137,16 @@ def proposal_minutes(warehouse: Path, first: pd.Timestamp, last: pd.Timestamp) -
 
 
 def run_range(defs, instance, job: str, a: pd.Timestamp, b: pd.Timestamp) -> None:
-    """`job` over the minutes [a, b] as one run in this process (a replay's warm-up and
-    research); raises naming the run when it fails."""
-    tags = {"dagster/asset_partition_range_start": key(a),
-            "dagster/asset_partition_range_end": key(b), **REPLAY_TAG}  # fmt: skip
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, tags=tags, run_config=QUIET, raise_on_error=False
-    )
-    if not result.success:
-        raise RuntimeError(f"{job} {key(a)}..{key(b)} failed (run {result.run_id})")
+    """`job` over the minutes [a, b] in this process (a replay's warm-up and research): one
+    run per stretch a run may cover (`MinuteSpan.covering`); raises naming a run that fails."""
+    for span in MinuteSpan.covering(a, b):
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance, tags={**span.tags, **REPLAY_TAG}, run_config=QUIET,
+            raise_on_error=False,
+        )  # fmt: skip
+        if not result.success:
+            raise RuntimeError(f"{job} {key(span.first)}..{key(span.last)} failed "
+                               f"(run {result.run_id})")  # fmt: skip
 
 
 def scheduled(schedule, at: pd.Timestamp) -> dict[str, str]:
@@ -152,7 +158,7 @@ def scheduled(schedule, at: pd.Timestamp) -> dict[str, str]:
     request = schedule(context)
     if not isinstance(request, RunRequest):
         raise RuntimeError(f"{schedule.name} skipped at {at}: {request}")
-    partition = {"dagster/partition": request.partition_key} if request.partition_key else {}
+    partition = {PARTITION_TAG: request.partition_key} if request.partition_key else {}
     return {**request.tags, **partition, **REPLAY_TAG}
 
 
@@ -163,7 +169,7 @@ def wait_for_execution(instance, partition: str, timeout_s: float = 240.0):
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
         records = instance.get_run_records(
-            RunsFilter(job_name="execute_signals", tags={"dagster/partition": partition})
+            RunsFilter(job_name="execute_signals", tags={PARTITION_TAG: partition})
         )
         if records and records[0].dagster_run.is_finished:
             return records[0]
@@ -207,38 +213,24 @@ def replay(
         else None
     )
     instance = DagsterInstance.get()
-    jobs = {
-        name: defs.resolve_job_def(name)
-        for name in (
-            "ingest_job",
-            "research_job",
-            "intraday_job",
-            "decision_job",
-            "execute_signals",
-            "close_all_positions",
-        )
-    }
     from resources.warehouse import warehouse_path
+    from trading_assets.location_runs import LocationRuns
 
     warehouse = warehouse_path()
 
     def run(job: str, tags: dict[str, str]) -> object:
-        result = jobs[job].execute_in_process(
-            instance=instance, tags=tags, run_config=QUIET, raise_on_error=False
-        )
+        """The code location's run, in this process (the UI lists it under its job)."""
+        result = location.run(job, tags, QUIET)
         if not result.success:
             raise RuntimeError(f"{job} {tags} failed (run {result.run_id}); see the Dagster UI")
         return result
 
     def ranged(a: pd.Timestamp, b: pd.Timestamp) -> dict[str, str]:
-        return {
-            "dagster/asset_partition_range_start": key(a),
-            "dagster/asset_partition_range_end": key(b),
-        }
+        return MinuteSpan(a, b).tags  # minutes of one session
 
     set_clock(utc(minutes[0]))  # the broker's clock never goes back: `move` below
     env = dict(os.environ)
-    with daemon(env, log) as proc:
+    with LocationRuns(instance, defs) as location, daemon(env, log) as proc:
         # history for the indicators: the previous session's ingest (and this one's up to lo)
         started = time.perf_counter()
         previous = session_minutes(
@@ -247,10 +239,9 @@ def replay(
         )
         warm_from = previous[previous >= previous[-1].normalize()][0]
         log(f"warm-up: ingest {key(warm_from)} .. {key(minutes[0] - pd.Timedelta(minutes=1))}")
-        if minutes[0] > bounds[0]:
-            run("ingest_job", ranged(warm_from, minutes[0] - pd.Timedelta(minutes=1)))
-        else:
-            run("ingest_job", ranged(warm_from, previous[-1]))
+        warm_to = minutes[0] - pd.Timedelta(minutes=1) if minutes[0] > bounds[0] else previous[-1]
+        for span in MinuteSpan.covering(warm_from, warm_to):
+            run("ingest_job", span.tags)
         research_to = minutes[-1] if window is None else window[0] - pd.Timedelta(minutes=1)
         if research_to >= minutes[0]:
             log(f"research (ingest .. debate) {key(minutes[0])} .. {key(research_to)} in one run")
@@ -270,10 +261,10 @@ def replay(
                 span = (
                     ranged(quiet[0], quiet[-1])
                     if len(quiet) > 1
-                    else {"dagster/partition": key(quiet[0])}
+                    else {PARTITION_TAG: key(quiet[0])}
                 )
                 tags = scheduled(intraday_schedule, utc(quiet[-1]) + pd.Timedelta(minutes=1))
-                tags.pop("dagster/partition")
+                tags.pop(PARTITION_TAG)
                 run("decision_job", {**tags, **span})
                 quiet.clear()
 
@@ -291,7 +282,7 @@ def replay(
             nonlocal flattened
             flush()
             move(utc(flatten_at))
-            run("close_all_positions", scheduled(flatten_schedule, utc(flatten_at)))
+            run("close_all_positions", scheduled(flatten_schedule_for(bounds[1]), utc(flatten_at)))
             flattened = True
 
         for minute in minutes:
@@ -542,7 +533,7 @@ def replay_schedule(
                 record = execute = None
                 while time.time() < deadline:
                     records = instance.get_run_records(
-                        RunsFilter(job_name="intraday_job", tags={"dagster/partition": item.minute})
+                        RunsFilter(job_name="intraday_job", tags={PARTITION_TAG: item.minute})
                     )
                     if records and records[0].dagster_run.is_finished:
                         record = records[0]
@@ -557,9 +548,7 @@ def replay_schedule(
                 item.actionable = _actionable(instance, record.dagster_run.run_id)
                 while item.actionable and time.time() < deadline:
                     records = instance.get_run_records(
-                        RunsFilter(
-                            job_name="execute_signals", tags={"dagster/partition": item.minute}
-                        )
+                        RunsFilter(job_name="execute_signals", tags={PARTITION_TAG: item.minute})
                     )
                     if records and records[0].dagster_run.is_finished:
                         execute = records[0]
@@ -604,7 +593,7 @@ def collect_minutes(instance, closes: dict[str, float]) -> list[LiveMinute]:
     out = []
     for minute, close in closes.items():
         item = LiveMinute(minute, close)
-        tags = {"dagster/partition": minute}
+        tags = {PARTITION_TAG: minute}
         records = instance.get_run_records(RunsFilter(job_name="intraday_job", tags=tags))
         if records and records[0].dagster_run.is_finished:
             item.intraday, item.steps = run_timeline(instance, records[0])

@@ -29,6 +29,7 @@ from trading_assets.assets.ingest import MINUTES
 from trading_assets.checks.ingest import INGEST_CHECKS
 from trading_assets.definitions import build_definitions
 from trading_assets.event_writes import apply_event_writes
+from trading_assets.partitions import PARTITION_TAG, MinuteSpan, key_minute
 
 CHECKS_ONLY = define_asset_job(
     "ingest_checks_only",
@@ -51,17 +52,20 @@ class Graph:
         last: str | None = None,
         job: str = "ingest_job",
     ) -> ExecuteInProcessResult:
-        tags = (
-            {"dagster/partition": first}
-            if last is None
-            else {
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-            }
-        )
-        return self.defs.resolve_job_def(job).execute_in_process(
-            instance=instance, tags=tags, raise_on_error=False, run_config=QUIET
-        )
+        """`job` over the partitions `first` .. `last` (or the one partition `first`): one run,
+        or one run per stretch a run may cover (`MinuteSpan.covering`, e.g. a warm-up from
+        the previous session into this one); the first failed run's result, else the last."""
+        if last is None:
+            spans = [{PARTITION_TAG: first}]
+        else:
+            spans = [s.tags for s in MinuteSpan.covering(key_minute(first), key_minute(last))]
+        for tags in spans:
+            result = self.defs.resolve_job_def(job).execute_in_process(
+                instance=instance, tags=tags, raise_on_error=False, run_config=QUIET
+            )
+            if not result.success:
+                break
+        return result
 
     def recheck(
         self, instance: DagsterInstance, first: str, last: str, check_name: str

@@ -3,15 +3,17 @@ the baselines, the dbt marts built with their tests as checks; re-running replac
 
 import base64
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult
+from dagster import ExecuteInProcessResult
 
-from tests.graph.conftest import Graph, make_graph
+from benchmarks.ui_probe import UiServer, chromium_path, open_pages
+from tests.graph.conftest import Graph, make_graph, throwaway_postgres_instance
 
 SESSION = "2026-03-23"
 START = 100_000.0
@@ -25,21 +27,23 @@ class Backtested:
     report: ExecuteInProcessResult
     performance: pd.DataFrame
     fills_before_rerun: pd.DataFrame
+    home: Path  # the instance's folder: a Postgres instance the UI can open
 
 
 @pytest.fixture(scope="module")
 def backtested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backtested]:
     graph = make_graph(tmp_path_factory.mktemp("backtest"))
-    with DagsterInstance.ephemeral() as instance:
-        assert graph.run(instance, "2026-03-20-09:30", "2026-03-20-15:59").success
-        backtest = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-15:59", job="backtest_job")
+    home = tmp_path_factory.mktemp("instance")
+    with throwaway_postgres_instance(home) as (instance, _):
+        assert graph.run(instance, "2026-03-20|09:30", "2026-03-20|15:59").success
+        backtest = graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|15:59", job="backtest_job")
         assert backtest.success
         report = graph.defs.resolve_job_def("backtest_report_job").execute_in_process(
             instance=instance, raise_on_error=False
         )
         fills = graph.query("SELECT * EXCLUDE (run_id) FROM trading.backtest_fills ORDER BY ALL")
         # the same range again: its rows are replaced, not added
-        again = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-15:59", job="backtest_job")
+        again = graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|15:59", job="backtest_job")
         assert again.success
         yield Backtested(
             graph,
@@ -47,6 +51,7 @@ def backtested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backtested]
             report,
             report.output_for_node("backtest_performance") if report.success else pd.DataFrame(),
             fills,
+            home,
         )
 
 
@@ -114,9 +119,15 @@ def test_buy_and_hold_equals_a_direct_computation_from_the_bars(backtested: Back
 def test_the_chart_and_the_table_are_in_the_assets_metadata(backtested: Backtested) -> None:
     (event,) = backtested.report.asset_materializations_for_node("backtest_performance")
     chart = event.metadata["equity_and_drawdown"].value
-    png = base64.b64decode(chart.split("base64,", 1)[1].rstrip(")"))
+    png = base64.b64decode(chart.split("base64,", 1)[1].split(")", 1)[0])
+    assert "Equity (top" in chart  # the caption under it
     assert png.startswith(b"\x89PNG")
-    assert "buy_and_hold" in event.metadata["performance"].value
+    table = event.metadata["performance"].value  # inline in the UI: a table, not Markdown
+    rows = {r.data["strategy"]: r.data for r in table.records}
+    assert set(rows) == STRATEGIES
+    agents = total(backtested, "agents")
+    assert rows["agents"]["return %"] == pytest.approx(agents["cumulative_return"] * 100, abs=0.01)
+    assert event.metadata["agents_cumulative_return_pct"].value == rows["agents"]["return %"]
     assert Path(event.metadata["chart_path"].value).read_bytes() == png
 
 
@@ -130,3 +141,24 @@ def test_the_marts_are_built_and_every_dbt_test_passes(backtested: Backtested) -
     assert set(marts["strategy"]) == STRATEGIES
     for row in marts.itertuples():
         assert row.trades == total(backtested, row.strategy)["trades"]
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed")
+def test_the_backtest_is_readable_in_the_ui(backtested: Backtested, tmp_path: Path) -> None:
+    """A real webserver on the backtest's instance and a real browser: the pages a user opens
+    after a backtest complete (no query left pending) and show what they are for: the table
+    inline, the debate's verdicts, the checks, the run's steps; no pop-up in the way."""
+    pages = ["catalog", "backtest_performance_overview", "debate_overview", "bars_checks"]
+    pages.append("backtest_run")
+    env = {"TRADING_WAREHOUSE": str(backtested.graph.warehouse)}
+    with UiServer(backtested.home, env=env) as server:
+        results = open_pages(server, pages, timeout_s=45, shots=tmp_path)
+    assert [r.name for r in results if not r.complete] == [], [r.reason for r in results]
+    assert not any(r.community_popup for r in results)
+    shown = {r.name: r.text for r in results}
+    assert "return %" in shown["backtest_performance_overview"]  # the table, not a link to it
+    assert "buy_and_hold" in shown["backtest_performance_overview"]
+    assert "consensus" in shown["debate_overview"] and "rationale" in shown["debate_overview"]
+    assert "bars_valid" in shown["bars_checks"] and "news_valid" not in shown["bars_checks"]
+    steps = re.search(r"Succeeded \((\d+)\)", shown["backtest_run"])  # the gantt's step list
+    assert steps and int(steps.group(1)) > 10 and "Errored (0)" in shown["backtest_run"]

@@ -42,7 +42,7 @@ def test_corrupted_bars_block_every_signal_and_order(
     tmp_path: Path, instance: DagsterInstance
 ) -> None:
     graph = make_graph(tmp_path, corrupted_minute(tmp_path))
-    result = graph.run(instance, f"{SESSION}-10:00", job="intraday_job")
+    result = graph.run(instance, f"{SESSION}|10:00", job="intraday_job")
 
     bars_valid = check_results(result)["bars_valid"]
     assert not bars_valid.passed and bars_valid.severity.value == "ERROR"

@@ -46,8 +46,8 @@ from tests.graph.crash_harness import (
 )
 from trading_assets.definitions import build_definitions
 
-WARM_UP = ("2026-03-20-09:30", "2026-03-20-15:59")  # history for the look-backs
-FIRST, LAST = "2026-03-23-10:00", "2026-03-23-10:59"
+WARM_UP = ("2026-03-20|09:30", "2026-03-20|15:59")  # history for the look-backs
+FIRST, LAST = "2026-03-23|10:00", "2026-03-23|10:59"
 MINUTES = 60
 ANALYSTS = ("technical_analysis", "fundamental_analysis", "sentiment_analysis", "macro_analysis")
 

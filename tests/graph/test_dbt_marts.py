@@ -37,8 +37,8 @@ from trading_assets.execution.fills import FillModel
 from trading_assets.execution.ledger import LEDGER_COLUMNS
 
 SESSION = "2026-03-23"
-FIRST, LAST = f"{SESSION}-09:30", f"{SESSION}-10:29"
-REST = (f"{SESSION}-10:30", f"{SESSION}-15:59")
+FIRST, LAST = f"{SESSION}|09:30", f"{SESSION}|10:29"
+REST = (f"{SESSION}|10:30", f"{SESSION}|15:59")
 MARTS = ["fct_trades", "fct_daily_pnl", "mart_strategy_performance", "mart_agent_scorecard"]
 MODELS = [*MARTS, "stg_bars", "stg_signals", "stg_fills", "stg_orders", "stg_agent_calls"]
 AGENTS = ["fundamental", "judge", "macro", "sentiment", "technical"]

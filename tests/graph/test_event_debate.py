@@ -19,7 +19,7 @@ HISTORY_JOB = define_asset_job(
     "event_history_job", selection=AssetSelection.groups("ingest", "events"), partitions_def=MINUTES
 )
 PAST_SESSION = "2026-03-23"
-FIRST, LAST = "2026-03-24-11:00", "2026-03-24-11:04"
+FIRST, LAST = "2026-03-24|11:00", "2026-03-24|11:04"
 TICKER, MINUTE = "META", "2026-03-24 11:02"
 
 
@@ -29,7 +29,7 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
     graph = Graph(Definitions.merge(base.defs, Definitions(jobs=[HISTORY_JOB])), base.warehouse)
     with DagsterInstance.ephemeral() as instance:
         history = graph.run(
-            instance, f"{PAST_SESSION}-09:30", f"{PAST_SESSION}-15:59", job=HISTORY_JOB.name
+            instance, f"{PAST_SESSION}|09:30", f"{PAST_SESSION}|15:59", job=HISTORY_JOB.name
         )
         assert history.success
         assert graph.run(instance, FIRST, LAST, job="research_job").success

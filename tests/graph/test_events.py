@@ -41,7 +41,7 @@ EVENTS_ONLY = define_asset_job(
 )
 ORIGINAL = "The Nasdaq Turns Negative For March 24th As Tech Sells Off Hard"
 REWRITE = "The Nasdaq Turns Negative For March 24th As Tech Sells Off Very Hard"
-FIRST, LAST = "2026-03-24-09:54", "2026-03-24-10:02"
+FIRST, LAST = "2026-03-24|09:54", "2026-03-24|10:02"
 EVENT_CHECK_NAMES = (
     "market_events_valid",
     "market_events_deduplicated",
@@ -73,7 +73,7 @@ def events_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Graph
     graph = events_graph(tmp_path_factory.mktemp("events"))
     with DagsterInstance.ephemeral() as instance:
         started = time.perf_counter()
-        past = graph.run(instance, "2026-03-23-09:30", "2026-03-23-15:59", job=EVENTS_ONLY.name)
+        past = graph.run(instance, "2026-03-23|09:30", "2026-03-23|15:59", job=EVENTS_ONLY.name)
         assert past.success
         middle = time.perf_counter()
         result = graph.run(instance, FIRST, LAST, job="research_job")
@@ -196,7 +196,7 @@ def test_a_model_classifies_events_and_invalid_answers_fall_back_to_the_rules(
         )
         graph = events_graph(tmp_path, llm)
         with DagsterInstance.ephemeral() as instance:
-            result = graph.run(instance, "2026-03-24-09:55", "2026-03-24-09:56", EVENTS_ONLY.name)
+            result = graph.run(instance, "2026-03-24|09:55", "2026-03-24|09:56", EVENTS_ONLY.name)
         assert result.success
         assert server.chat_count >= 3  # one valid answer, one invalid answered twice (repair)
     events = graph.query("SELECT * FROM trading.market_events ORDER BY minute")

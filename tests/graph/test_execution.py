@@ -30,7 +30,7 @@ LIVE = {"trading/live": "true"}
 
 
 def key(minute: pd.Timestamp) -> str:
-    return minute.strftime("%Y-%m-%d-%H:%M")
+    return minute.strftime("%Y-%m-%d|%H:%M")
 
 
 def close_utc(minute: pd.Timestamp) -> pd.Timestamp:
@@ -101,8 +101,8 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     graph = make_graph(tmp, broker=resource, controls=TradingControls())
     (tmp / "home").mkdir()
     with DagsterInstance.local_temp(str(tmp / "home")) as instance:
-        warm = graph.run(instance, "2026-03-20-09:30", f"{SESSION}-09:29", job="ingest_job")
-        research = graph.run(instance, f"{SESSION}-{FIRST}", f"{SESSION}-{LAST}", "research_job")
+        warm = graph.run(instance, "2026-03-20|09:30", "2026-03-20|15:59", job="ingest_job")
+        research = graph.run(instance, f"{SESSION}|{FIRST}", f"{SESSION}|{LAST}", "research_job")
         assert warm.success and research.success
         trading = TradingClient("embedded", "embedded", url_override=broker.url)
         yield Desk(graph, instance, broker, trading, tmp)

@@ -93,7 +93,7 @@ class Desk:
         self.broker.set_clock(max(self.broker.now, close))
         result = self.graph.defs.resolve_job_def("decision_job").execute_in_process(
             instance=self.instance,
-            tags={**LIVE, "dagster/partition": f"{minute:%Y-%m-%d-%H:%M}"},
+            tags={**LIVE, "dagster/partition": f"{minute:%Y-%m-%d|%H:%M}"},
             raise_on_error=False,
         )
         assert result.success
@@ -135,7 +135,7 @@ class Desk:
             "from trading_assets.definitions import defs\n"
             "defs.resolve_job_def('execute_signals').execute_in_process(\n"
             "    instance=DagsterInstance.get(),\n"
-            f"    tags={{'dagster/partition': '{minute:%Y-%m-%d-%H:%M}'}})\n"
+            f"    tags={{'dagster/partition': '{minute:%Y-%m-%d|%H:%M}'}})\n"
         )
         return subprocess.Popen(
             [sys.executable, "-c", code],
@@ -149,7 +149,7 @@ class Desk:
     def execute(self, minute: pd.Timestamp) -> pd.DataFrame:
         result = self.graph.defs.resolve_job_def("execute_signals").execute_in_process(
             instance=self.instance,
-            tags={"dagster/partition": f"{minute:%Y-%m-%d-%H:%M}"},
+            tags={"dagster/partition": f"{minute:%Y-%m-%d|%H:%M}"},
             raise_on_error=False,
         )
         assert result.success
@@ -167,8 +167,8 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     ):
         resource = BrokerResource(mode="embedded", base_url=broker.url, backoff_s=0.01)
         graph = make_graph(tmp, broker=resource, controls=TradingControls())
-        warm = graph.run(instance, "2026-03-20-09:30", f"{SESSION}-09:29", job="ingest_job")
-        research = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-10:29", "research_job")
+        warm = graph.run(instance, "2026-03-20|09:30", "2026-03-20|15:59", job="ingest_job")
+        research = graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|10:29", "research_job")
         assert warm.success and research.success
         yield Desk(graph, instance, broker, home, tmp)
 
@@ -277,7 +277,7 @@ def test_op_retry_and_a_second_request_of_the_batch_send_once(desk: Desk) -> Non
     desk.broker.inject_fault("500", 4, path="/v2/clock")
     result = desk.graph.defs.resolve_job_def("execute_signals").execute_in_process(
         instance=desk.instance,
-        tags={"dagster/partition": f"{minute:%Y-%m-%d-%H:%M}"},
+        tags={"dagster/partition": f"{minute:%Y-%m-%d|%H:%M}"},
         raise_on_error=False,
     )
     assert result.success

@@ -42,7 +42,7 @@ def full_day(
 ) -> Iterator[tuple[Graph, object, DagsterInstance]]:
     graph = make_graph(tmp_path_factory.mktemp("day"))
     with DagsterInstance.ephemeral() as instance:
-        result = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-15:59")
+        result = graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|15:59")
         yield graph, result, instance
 
 
@@ -53,7 +53,7 @@ def test_a_full_session_is_one_run_of_390_partitions(full_day) -> None:
     for asset in ("bars", "news", "fundamentals"):
         parts = instance.get_materialized_partitions(AssetKey(asset))
         assert len(parts) == 390, asset
-        assert min(parts) == f"{SESSION}-09:30" and max(parts) == f"{SESSION}-15:59"
+        assert min(parts) == f"{SESSION}|09:30" and max(parts) == f"{SESSION}|15:59"
     checks = check_results(result)
     assert set(checks) == {
         "bars_valid",
@@ -103,7 +103,7 @@ def test_stored_news_and_fundamentals_are_point_in_time(full_day) -> None:
 
 def test_rematerializing_a_partition_replaces_its_rows(full_day) -> None:
     graph, _, instance = full_day
-    result = graph.run(instance, f"{SESSION}-10:00")
+    result = graph.run(instance, f"{SESSION}|10:00")
     assert result.success
     rows = graph.query(
         "SELECT count(*) AS n FROM trading.bars WHERE minute = ?",
@@ -133,7 +133,7 @@ def test_bad_bars_fail_the_blocking_check_and_stop_downstream(
     tmp_path: Path, instance: DagsterInstance
 ) -> None:
     graph = make_graph(tmp_path, corrupted_replay(tmp_path))
-    result = graph.run(instance, f"{SESSION}-10:00", f"{SESSION}-10:29")
+    result = graph.run(instance, f"{SESSION}|10:00", f"{SESSION}|10:29")
     bars_valid = check_results(result)["bars_valid"]
     assert not bars_valid.passed
     assert bars_valid.severity.value == "ERROR"
@@ -147,7 +147,7 @@ def test_a_bar_written_past_the_partition_end_fails_the_check(
     tmp_path: Path, instance: DagsterInstance
 ) -> None:
     graph = make_graph(tmp_path)
-    first = graph.run(instance, f"{SESSION}-10:00", f"{SESSION}-10:04")
+    first = graph.run(instance, f"{SESSION}|10:00", f"{SESSION}|10:04")
     assert first.success
     # What a provider leaking a future bar leaves behind: a row of this run beyond its range.
     graph.execute(
@@ -155,7 +155,7 @@ def test_a_bar_written_past_the_partition_end_fails_the_check(
         "FROM trading.bars WHERE minute = ? AND ticker = 'SPY'",
         [pd.Timestamp(f"{SESSION} 10:04")],
     )
-    bars_valid = graph.recheck(instance, f"{SESSION}-10:00", f"{SESSION}-10:04", "bars_valid")
+    bars_valid = graph.recheck(instance, f"{SESSION}|10:00", f"{SESSION}|10:04", "bars_valid")
     assert not bars_valid.passed
     assert "1 rows written outside the partition range (1 stamped at or after its end" in (
         bars_valid.description
@@ -166,7 +166,7 @@ def test_a_headline_stamped_after_its_partition_end_fails_the_check(
     tmp_path: Path, instance: DagsterInstance
 ) -> None:
     graph = make_graph(tmp_path)
-    assert graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-10:29").success
+    assert graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|10:29").success
     graph.execute(
         "UPDATE trading.news SET published_at = minute + INTERVAL 5 MINUTE "
         "WHERE news_id = (SELECT min(news_id) FROM trading.news)"
@@ -175,7 +175,7 @@ def test_a_headline_stamped_after_its_partition_end_fails_the_check(
         "INSERT INTO trading.news SELECT * FROM trading.news "
         "WHERE news_id = (SELECT max(news_id) FROM trading.news)"
     )
-    news_valid = graph.recheck(instance, f"{SESSION}-09:30", f"{SESSION}-10:29", "news_valid")
+    news_valid = graph.recheck(instance, f"{SESSION}|09:30", f"{SESSION}|10:29", "news_valid")
     assert not news_valid.passed
     assert "published before the partition end: 1 rows" in news_valid.description
     assert "no duplicate story: 2 rows" in news_valid.description
@@ -185,14 +185,14 @@ def test_a_fundamental_filed_after_the_partition_fails_the_check(
     tmp_path: Path, instance: DagsterInstance
 ) -> None:
     graph = make_graph(tmp_path)
-    assert graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-09:34").success
+    assert graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|09:34").success
     graph.execute(
         "UPDATE trading.fundamentals SET filed_at = as_of + INTERVAL 1 DAY "
         "WHERE ticker = 'NVDA' AND minute = ?",
         [pd.Timestamp(f"{SESSION} 09:31")],
     )
     check = graph.recheck(
-        instance, f"{SESSION}-09:30", f"{SESSION}-09:34", "fundamentals_point_in_time"
+        instance, f"{SESSION}|09:30", f"{SESSION}|09:34", "fundamentals_point_in_time"
     )
     assert not check.passed
     assert "every value filed before the partition end: 1 rows" in check.description
@@ -207,7 +207,7 @@ def test_a_missing_ticker_is_a_warning_not_a_block(
     bars = pd.read_parquet(path)
     bars[bars["symbol"] != "TSLA"].to_parquet(path, index=False)
     graph = make_graph(tmp_path, folder, tickers="AAPL,TSLA")
-    result = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-09:39")
+    result = graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|09:39")
     tickers = check_results(result)["bars_expected_tickers"]
     assert not tickers.passed and tickers.severity.value == "WARN"
     assert tickers.description == "missing tickers: ['TSLA']"
@@ -219,7 +219,7 @@ def test_a_quiet_range_still_creates_the_news_table_and_clears_old_rows(
 ) -> None:
     """No news 15:50-15:52: the table exists (downstream loads work) and holds nothing there."""
     graph = make_graph(tmp_path)
-    first, last = f"{SESSION}-15:50", f"{SESSION}-15:52"
+    first, last = f"{SESSION}|15:50", f"{SESSION}|15:52"
     assert graph.run(instance, first, last).success
     assert graph.query("SELECT count(*) n FROM trading.news")["n"][0] == 0
     graph.execute(  # a stale row from an earlier run of the same range

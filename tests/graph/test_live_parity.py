@@ -21,9 +21,9 @@ def test_one_minute_runs_trigger_exactly_as_one_backfill_run(tmp_path: Path) -> 
     defs = Definitions.merge(graph.defs, Definitions(jobs=[GATE_ONLY]))
     job = defs.resolve_job_def("gate_only")
     minutes = pd.date_range(f"{SESSION} 09:30", f"{SESSION} 09:59", freq="min")
-    keys = [m.strftime("%Y-%m-%d-%H:%M") for m in minutes]
+    keys = [m.strftime("%Y-%m-%d|%H:%M") for m in minutes]
     with DagsterInstance.ephemeral() as instance:
-        warm = graph.run(instance, "2026-03-20-09:30", keys[-1], job="ingest_job")
+        warm = graph.run(instance, "2026-03-20|09:30", keys[-1], job="ingest_job")
         assert warm.success
         ranged = job.execute_in_process(
             instance=instance,

@@ -67,7 +67,7 @@ def test_daemon_sensor_sends_exactly_the_orders_the_signals_asked_for(
     assert len(runs) == result.execute_runs
     assert {r.dagster_run.status for r in runs} == {DagsterRunStatus.SUCCESS}
     assert {r.dagster_run.tags["dagster/partition"] for r in runs} == {
-        m.strftime("%Y-%m-%d-%H:%M") for m in actionable["minute"]
+        m.strftime("%Y-%m-%d|%H:%M") for m in actionable["minute"]
     }
 
     # the broker holds exactly the orders the signals asked for, each once
@@ -97,9 +97,9 @@ def test_daemon_sensor_sends_exactly_the_orders_the_signals_asked_for(
     graph = make_graph(tmp_path / "backfill")
     monkeypatch.delenv("TRADING_BROKER_URL")
     with DagsterInstance.ephemeral() as ephemeral:
-        assert graph.run(ephemeral, "2026-03-20-09:30", "2026-03-20-15:59").success
+        assert graph.run(ephemeral, "2026-03-20|09:30", "2026-03-20|15:59").success
         assert graph.run(
-            ephemeral, f"{SESSION}-09:30", f"{SESSION}-09:44", job="backtest_job"
+            ephemeral, f"{SESSION}|09:30", f"{SESSION}|09:44", job="backtest_job"
         ).success
     backfilled = graph.query("SELECT * FROM trading.trade_signals ORDER BY minute, signal_id")
     live = signals.sort_values(["minute", "signal_id"]).reset_index(drop=True)

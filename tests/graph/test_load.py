@@ -95,9 +95,9 @@ def test_a_later_minutes_run_does_not_fail_an_earlier_minutes_check(
     check's "rows written outside the range" are the rows of the run that wrote *its* range,
     not of the asset's latest run (which failed every overlapping minute before)."""
     graph = make_graph(tmp_path)
-    assert graph.run(instance, f"{SESSION}-09:30").success
-    assert graph.run(instance, f"{SESSION}-09:31").success  # the asset's latest run now
-    earlier = graph.recheck(instance, f"{SESSION}-09:30", f"{SESSION}-09:30", "bars_valid")
+    assert graph.run(instance, f"{SESSION}|09:30").success
+    assert graph.run(instance, f"{SESSION}|09:31").success  # the asset's latest run now
+    earlier = graph.recheck(instance, f"{SESSION}|09:30", f"{SESSION}|09:30", "bars_valid")
     assert earlier.passed, earlier.description
     # a row that 09:30's own run leaked past its end still fails it
     graph.execute(
@@ -105,7 +105,7 @@ def test_a_later_minutes_run_does_not_fail_an_earlier_minutes_check(
         "FROM trading.bars WHERE minute = ? AND ticker = 'SPY'",
         [pd.Timestamp(f"{SESSION} 09:30")],
     )
-    leaked = graph.recheck(instance, f"{SESSION}-09:30", f"{SESSION}-09:30", "bars_valid")
+    leaked = graph.recheck(instance, f"{SESSION}|09:30", f"{SESSION}|09:30", "bars_valid")
     assert not leaked.passed and "1 rows written outside the partition range" in (
         leaked.description or ""
     )

@@ -71,9 +71,9 @@ def _future_changed(source: Path, target: Path, cut: pd.Timestamp) -> None:
 
 def _backtest(tmp: Path, replay_dir: Path) -> dict[str, pd.DataFrame]:
     graph = make_graph(tmp, replay_dir=replay_dir)
-    key = "%Y-%m-%d-%H:%M"
+    key = "%Y-%m-%d|%H:%M"
     with DagsterInstance.ephemeral() as instance:
-        assert graph.run(instance, "2026-03-23-09:30", "2026-03-23-15:59").success
+        assert graph.run(instance, "2026-03-23|09:30", "2026-03-23|15:59").success
         result = graph.run(
             instance,
             pd.Timestamp(FIRST).strftime(key),

@@ -19,7 +19,7 @@ def test_ingest_run_is_stored_in_postgres_and_reads_back(tmp_path: Path) -> None
     with throwaway_postgres_instance(tmp_path) as (instance, db):
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         graph = make_graph(tmp_path)
-        result = graph.run(instance, "2026-03-23-10:00", "2026-03-23-10:29")
+        result = graph.run(instance, "2026-03-23|10:00", "2026-03-23|10:29")
         assert result.success
 
         run = instance.get_run_by_id(result.run_id)

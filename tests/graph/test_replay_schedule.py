@@ -13,6 +13,7 @@ import pytest
 from dagster import DefaultScheduleStatus, RunRequest, SkipReason, build_schedule_context
 
 from jobs.schedules import (
+    INTRADAY_CRON,
     REPLAY_CLOCK_ENV,
     REPLAY_CRON,
     REPLAY_TAG,
@@ -21,7 +22,6 @@ from jobs.schedules import (
 )
 from jobs.trading import LIVE_TAG
 from resources.paper_broker import PaperBroker
-from trading_assets.partitions import SESSION_CRON
 from trading_assets.replay import CLOCK_AHEAD_S, CLOCK_LEAD_S, RunningClock
 
 SATURDAY_TICK = dt.datetime(2026, 11, 21, 23, 57, tzinfo=dt.UTC)  # no session bar closes then
@@ -39,7 +39,7 @@ def test_live_schedule_is_unchanged_without_the_opt_in(monkeypatch) -> None:
     monkeypatch.delenv(REPLAY_CLOCK_ENV, raising=False)
     assert not replay_clock_enabled()
     live = build_intraday_schedule()
-    assert live.name == "intraday_schedule" and live.cron_schedule == SESSION_CRON
+    assert live.name == "intraday_schedule" and live.cron_schedule == INTRADAY_CRON
     assert live.default_status == DefaultScheduleStatus.STOPPED
     skip = live(build_schedule_context(scheduled_execution_time=SATURDAY_TICK))
     assert isinstance(skip, SkipReason) and "not an NYSE session" in (skip.skip_message or "")
@@ -65,8 +65,8 @@ def test_replay_schedule_reads_the_broker_clock(broker) -> None:
     broker.set_clock(pd.Timestamp("2026-03-23T13:35:00.400Z"))  # 09:35 and a bit, New York
     request = replay(context)
     assert isinstance(request, RunRequest)
-    assert request.partition_key == "2026-03-23-09:34"
-    assert request.run_key == "intraday-2026-03-23-09:34"
+    assert request.partition_key == "2026-03-23|09:34"
+    assert request.run_key == "intraday-2026-03-23|09:34"
     assert request.tags == {LIVE_TAG: "true", REPLAY_TAG: "true"}
 
 

@@ -40,7 +40,7 @@ def session_run(
 ) -> Iterator[tuple[Graph, Any, DagsterInstance]]:
     graph = graph_with(tmp_path_factory.mktemp("session"))
     with DagsterInstance.ephemeral() as instance:
-        result = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-15:59", job="research_job")
+        result = graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|15:59", job="research_job")
         yield graph, result, instance
 
 
@@ -79,7 +79,7 @@ def test_every_analyst_covers_every_stock_every_minute_and_says_it_is_the_rules(
 def test_only_gated_ticker_minutes_are_debated_and_the_rest_hold_with_a_reason(
     session_run,
 ) -> None:
-    graph, result, _ = session_run
+    graph, result, instance = session_run
     debate = graph.query("SELECT * FROM trading.debate")
     triggers = graph.query("SELECT * FROM trading.debate_triggers")
     assert len(debate) == len(triggers)
@@ -100,8 +100,11 @@ def test_only_gated_ticker_minutes_are_debated_and_the_rest_hold_with_a_reason(
     assert transcripts.map(lambda t: t[2]["rebuttal"] != "" and t[3]["rebuttal"] != "").all()
     assert debated["consistent"].all()
     # The run's summary is recorded once, on its last partition (not copied into every minute).
+    # ... on the materialization written last: the asset's latest event, shown first in the UI.
     materializations = result.asset_materializations_for_node("debate_triggers")
     assert "debated" not in materializations[0].metadata
+    latest = instance.get_latest_materialization_event(AssetKey("debate_triggers"))
+    assert latest is not None and latest.asset_materialization == materializations[-1]
     metadata = materializations[-1].metadata
     assert metadata["debated"].value == int(triggers["debated"].sum())
     assert (
@@ -131,7 +134,7 @@ def test_a_news_minute_triggers_a_debate_that_sees_the_headline(session_run) -> 
 def test_rematerializing_the_rules_team_gives_identical_rows(tmp_path: Path) -> None:
     graph = graph_with(tmp_path)
     with DagsterInstance.ephemeral() as instance:
-        first, last = f"{SESSION}-10:00", f"{SESSION}-10:09"
+        first, last = f"{SESSION}|10:00", f"{SESSION}|10:09"
         assert graph.run(instance, first, last, job="research_job").success
         before = {
             t: graph.query(f"SELECT * EXCLUDE (run_id) FROM trading.{t} ORDER BY ALL")
@@ -195,7 +198,7 @@ def test_pointing_base_url_at_a_server_makes_the_team_use_it_and_a_rerun_makes_z
     tmp_path: Path, model_server: FakeOpenAIServer
 ) -> None:
     graph = graph_with(tmp_path, model_llm(model_server, tmp_path / "warehouse.duckdb"))
-    first, last = f"{SESSION}-09:30", f"{SESSION}-09:34"
+    first, last = f"{SESSION}|09:30", f"{SESSION}|09:34"
     with DagsterInstance.ephemeral() as instance:
         result = graph.run(instance, first, last, job="research_job")
         assert result.success
@@ -230,7 +233,7 @@ def test_replay_only_fails_loudly_on_a_cache_miss(
         tmp_path, model_llm(model_server, tmp_path / "warehouse.duckdb", cache_mode="replay_only")
     )
     with DagsterInstance.ephemeral() as instance:
-        result = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-09:31", job="research_job")
+        result = graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|09:31", job="research_job")
     assert not result.success
     assert model_server.chat_count == 0
     failure = next(e for e in result.all_events if e.is_step_failure)
@@ -248,7 +251,7 @@ def test_invalid_model_output_falls_back_to_hold_and_is_recorded(tmp_path: Path)
     with FakeOpenAIServer(answer=broken, api_key="sk-test-secret") as server:
         graph = graph_with(tmp_path, model_llm(server, tmp_path / "warehouse.duckdb"))
         with DagsterInstance.ephemeral() as instance:
-            result = graph.run(instance, f"{SESSION}-09:30", f"{SESSION}-09:31", job="research_job")
+            result = graph.run(instance, f"{SESSION}|09:30", f"{SESSION}|09:31", job="research_job")
     assert result.success
     debate = graph.query("SELECT * FROM trading.debate WHERE debated")
     assert len(debate) > 0
@@ -277,7 +280,7 @@ def replay_with_hostile_headline(tmp: Path, minute_utc: str) -> Path:
 
 def test_a_hostile_headline_has_no_effect_on_the_rules_team(tmp_path: Path) -> None:
     hostile_dir = replay_with_hostile_headline(tmp_path, "2026-03-23T13:33:20Z")  # 09:33 NY
-    first, last = f"{SESSION}-09:30", f"{SESSION}-09:39"
+    first, last = f"{SESSION}|09:30", f"{SESSION}|09:39"
     decisions = {
         "sentiment_analysis": "minute, ticker, stance, score, confidence",
         "debate_triggers": "minute, ticker, triggered, debated, reasons",
@@ -316,7 +319,7 @@ def test_a_hostile_headline_reaches_a_model_only_as_quoted_flagged_data(
     )
     with DagsterInstance.ephemeral() as instance:
         assert graph.run(
-            instance, f"{SESSION}-09:30", f"{SESSION}-09:32", job="research_job"
+            instance, f"{SESSION}|09:30", f"{SESSION}|09:32", job="research_job"
         ).success
     seen = [b for b in model_server.chat_requests() if HOSTILE.lower() in json.dumps(b).lower()]
     assert seen, "the debate for AAPL should show the model the headline, as data"

@@ -31,7 +31,13 @@ from dagster import (
     build_schedule_context,
 )
 
-from jobs.schedules import flatten_schedule, intraday_schedule, ledger_schedule
+from jobs.schedules import (
+    flatten_early_close_schedule,
+    flatten_schedule,
+    intraday_schedule,
+    ledger_early_close_schedule,
+    ledger_schedule,
+)
 from jobs.trading import LIVE_TAG, close_all_positions
 from resources.broker import BrokerResource
 from resources.llm import LLMResource
@@ -87,10 +93,10 @@ def test_the_calendar_days_used_here() -> None:
 @pytest.mark.parametrize(
     ("day", "hhmm", "partition"),
     [
-        (NORMAL, "09:31", f"{NORMAL}-09:30"),  # the first bar closed
-        (NORMAL, "12:07", f"{NORMAL}-12:06"),
-        (NORMAL, "16:00", f"{NORMAL}-15:59"),  # the last bar closes at the bell
-        (DAY_AFTER_THANKSGIVING, "13:00", f"{DAY_AFTER_THANKSGIVING}-12:59"),
+        (NORMAL, "09:31", f"{NORMAL}|09:30"),  # the first bar closed
+        (NORMAL, "12:07", f"{NORMAL}|12:06"),
+        (NORMAL, "16:00", f"{NORMAL}|15:59"),  # the last bar closes at the bell
+        (DAY_AFTER_THANKSGIVING, "13:00", f"{DAY_AFTER_THANKSGIVING}|12:59"),
     ],
 )
 def test_intraday_runs_the_minute_just_closed(day: str, hhmm: str, partition: str) -> None:
@@ -122,13 +128,14 @@ def test_intraday_skips_ticks_without_a_closed_session_bar(day: str, hhmm: str, 
 
 
 def test_intraday_asks_for_every_partition_of_an_early_close_and_nothing_else() -> None:
-    """Ticking every minute of the cron's hours requests exactly the day's partitions."""
+    """Ticking every minute of the cron's hours requests exactly the day's session minutes: the
+    partitions up to 12:59, none of the labels after the 13:00 close."""
     day = DAY_AFTER_THANKSGIVING
     ticks = pd.date_range(f"{day} 09:00", f"{day} 16:59", freq="min")
     asked = [tick(intraday_schedule, day, t.strftime("%H:%M")) for t in ticks]
     keys = [r.partition_key for r in asked if isinstance(r, RunRequest)]
-    expected = [k for k in keys_of(day, day) if k.startswith(day)]
-    assert keys == expected and len(keys) == 210
+    labels = [k for k in keys_of(day, day) if k.startswith(day)]
+    assert keys == labels[:210] and len(labels) == 390 and keys[-1] == f"{day}|12:59"
 
 
 def test_intraday_through_the_code_location() -> None:
@@ -140,9 +147,9 @@ def test_intraday_through_the_code_location() -> None:
         )
         data = repo.get_schedule_def("intraday_schedule").evaluate_tick(context)
     (request,) = data.run_requests or []
-    assert request.partition_key == f"{NORMAL}-15:59"
+    assert request.partition_key == f"{NORMAL}|15:59"
     assert request.tags[LIVE_TAG] == "true" and request.tags["dagster/partition"] == (
-        f"{NORMAL}-15:59"
+        f"{NORMAL}|15:59"
     )
 
 
@@ -150,46 +157,43 @@ def test_intraday_through_the_code_location() -> None:
 
 
 @pytest.mark.parametrize(
-    ("day", "hhmm"),
-    [(NORMAL, "15:55"), (DAY_AFTER_THANKSGIVING, "12:55")],
+    ("schedule", "day", "hhmm"),
+    [
+        (flatten_schedule, NORMAL, "15:55"),
+        (flatten_early_close_schedule, DAY_AFTER_THANKSGIVING, "12:55"),
+    ],
 )
-def test_flatten_runs_five_minutes_before_the_close(day: str, hhmm: str) -> None:
-    request = tick(flatten_schedule, day, hhmm)
+def test_flatten_runs_five_minutes_before_the_close(schedule, day: str, hhmm: str) -> None:
+    request = tick(schedule, day, hhmm)
     assert isinstance(request, RunRequest)
     assert request.run_key == f"flatten-{day}" and request.tags == {LIVE_TAG: "true"}
     assert request.partition_key is None  # close_all_positions is not partitioned
 
 
 @pytest.mark.parametrize(
-    ("day", "hhmm", "why"),
+    ("schedule", "day", "hhmm", "why"),
     [
-        (NORMAL, "12:55", "today's close is 16:00: this run belongs at 15:55"),
-        (DAY_AFTER_THANKSGIVING, "15:55", "today's close is 13:00: this run belongs at 12:55"),
-        (GOOD_FRIDAY, "15:55", "2026-04-03 is not an NYSE session"),
-        (GOOD_FRIDAY, "12:55", "2026-04-03 is not an NYSE session"),
+        (flatten_early_close_schedule, NORMAL, "12:55", "today's close is 16:00"),
+        (flatten_schedule, DAY_AFTER_THANKSGIVING, "15:55", "today's close is 13:00"),
+        (flatten_schedule, GOOD_FRIDAY, "15:55", "2026-04-03 is not an NYSE session"),
+        (flatten_early_close_schedule, GOOD_FRIDAY, "12:55", "2026-04-03 is not an NYSE session"),
     ],
 )
-def test_flatten_skips_the_other_tick_and_holidays(day: str, hhmm: str, why: str) -> None:
-    skip = tick(flatten_schedule, day, hhmm)
+def test_flatten_skips_other_days_and_holidays(schedule, day: str, hhmm: str, why: str) -> None:
+    skip = tick(schedule, day, hhmm)
     assert isinstance(skip, SkipReason) and why in (skip.skip_message or "")
 
 
 @pytest.mark.parametrize(
-    ("day", "hhmm", "first", "last"),
+    ("schedule", "day", "hhmm"),
     [
-        (NORMAL, "16:10", f"{NORMAL}-09:30", f"{NORMAL}-15:59"),
-        (
-            DAY_AFTER_THANKSGIVING,
-            "13:10",
-            f"{DAY_AFTER_THANKSGIVING}-09:30",
-            f"{DAY_AFTER_THANKSGIVING}-12:59",
-        ),
+        (ledger_schedule, NORMAL, "16:10"),
+        (ledger_early_close_schedule, DAY_AFTER_THANKSGIVING, "13:10"),
     ],
 )
-def test_ledger_refreshes_the_whole_day_after_the_close(
-    day: str, hhmm: str, first: str, last: str
-) -> None:
-    request = tick(ledger_schedule, day, hhmm)
+def test_ledger_refreshes_the_whole_day_after_the_close(schedule, day: str, hhmm: str) -> None:
+    first, last = f"{day}|09:30", f"{day}|15:59"  # every partition of the date
+    request = tick(schedule, day, hhmm)
     assert isinstance(request, RunRequest)
     assert (request.tags[START], request.tags[END]) == (first, last)
     assert request.run_key == f"ledger-{day}"
@@ -199,11 +203,15 @@ def test_ledger_refreshes_the_whole_day_after_the_close(
 
 
 @pytest.mark.parametrize(
-    ("day", "hhmm"),
-    [(NORMAL, "13:10"), (DAY_AFTER_THANKSGIVING, "16:10"), (GOOD_FRIDAY, "16:10")],
+    ("schedule", "day", "hhmm"),
+    [
+        (ledger_early_close_schedule, NORMAL, "13:10"),
+        (ledger_schedule, DAY_AFTER_THANKSGIVING, "16:10"),
+        (ledger_schedule, GOOD_FRIDAY, "16:10"),
+    ],
 )
-def test_ledger_skips_the_other_tick_and_holidays(day: str, hhmm: str) -> None:
-    assert isinstance(tick(ledger_schedule, day, hhmm), SkipReason)
+def test_ledger_skips_other_days_and_holidays(schedule, day: str, hhmm: str) -> None:
+    assert isinstance(tick(schedule, day, hhmm), SkipReason)
 
 
 # --- the run-failure alert ---------------------------------------------------------------------
@@ -287,10 +295,10 @@ def test_a_partitioned_runs_message_names_its_minute(tmp_path: Path) -> None:
         conn.execute("CREATE SCHEMA IF NOT EXISTS trading")
         conn.execute("CREATE TABLE trading.trade_signals AS SELECT * FROM signals")
     with DagsterInstance.ephemeral() as instance:
-        result = graph.run(instance, f"{NORMAL}-10:30", job="execute_signals")
+        result = graph.run(instance, f"{NORMAL}|10:30", job="execute_signals")
         assert not result.success
         text = failure_message(failure_context(instance, result.run_id))
-    assert text.startswith(f":rotating_light: execute_signals partition {NORMAL}-10:30 failed")
+    assert text.startswith(f":rotating_light: execute_signals partition {NORMAL}|10:30 failed")
     assert "broker configuration" in text and "ALPACA_API_KEY" in text
 
 
@@ -311,7 +319,7 @@ def test_a_failed_backfill_says_which_partitions_it_left_unmaterialized(
         cache_database=str(tmp_path / "warehouse.duckdb"),
     )
     graph = make_graph(tmp_path, llm=llm)
-    first, last = "2026-03-23-09:30", "2026-03-23-09:34"  # headlines at the open: debated
+    first, last = "2026-03-23|09:30", "2026-03-23|09:34"  # headlines at the open: debated
     with DagsterInstance.ephemeral() as instance:
         result = graph.run(instance, first, last, job="research_job")
         assert not result.success

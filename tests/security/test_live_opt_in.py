@@ -150,12 +150,12 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
             desk = Desk(broker, proxy, tmp, instance, pd.Timestamp(0))
             defs = desk.env(mp, allow_live=False)
             window = {
-                "dagster/asset_partition_range_start": f"{SESSION}-09:30",
-                "dagster/asset_partition_range_end": f"{SESSION}-09:44",
+                "dagster/asset_partition_range_start": f"{SESSION}|09:30",
+                "dagster/asset_partition_range_end": f"{SESSION}|09:44",
             }
-            history = {  # the technical analyst's 200 minutes of history
-                "dagster/asset_partition_range_start": "2026-03-20-12:30",
-                "dagster/asset_partition_range_end": f"{SESSION}-09:29",
+            history = {  # the technical analyst's 200 minutes of history: the last session's
+                "dagster/asset_partition_range_start": "2026-03-20|12:30",
+                "dagster/asset_partition_range_end": "2026-03-20|15:59",
             }
             assert desk.run(defs, "ingest_job", history).success
             assert desk.run(defs, "research_job", window).success
@@ -165,7 +165,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
             )
             assert len(trades) > 0
             desk.minute = pd.Timestamp(trades["minute"].iloc[0])
-            partition = {"dagster/partition": desk.minute.strftime("%Y-%m-%d-%H:%M")}
+            partition = {"dagster/partition": desk.minute.strftime("%Y-%m-%d|%H:%M")}
             assert desk.run(defs, "decision_job", partition).success  # not live: no broker
             assert proxy.seen == []
             yield desk
@@ -186,7 +186,7 @@ def test_live_without_the_opt_in_is_refused_and_nothing_reaches_the_broker(
 ) -> None:
     defs = desk.env(monkeypatch, allow_live=False)
     desk.proxy.seen.clear()
-    partition = {"dagster/partition": desk.minute.strftime("%Y-%m-%d-%H:%M")}
+    partition = {"dagster/partition": desk.minute.strftime("%Y-%m-%d|%H:%M")}
     desk.broker.set_clock(close_of(desk.minute))
     runs = {
         "decision_job (live tag)": desk.run(defs, "decision_job", {**LIVE, **partition}),
@@ -210,7 +210,7 @@ def test_with_the_opt_in_the_same_setup_trades_through_the_broker(
 ) -> None:
     defs = desk.env(monkeypatch, allow_live=True)
     desk.proxy.seen.clear()
-    partition = {"dagster/partition": desk.minute.strftime("%Y-%m-%d-%H:%M")}
+    partition = {"dagster/partition": desk.minute.strftime("%Y-%m-%d|%H:%M")}
     desk.broker.set_clock(close_of(desk.minute))
     assert desk.run(defs, "decision_job", {**LIVE, **partition}).success  # the broker's book
     assert desk.run(defs, "execute_signals", partition).success

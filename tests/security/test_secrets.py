@@ -88,13 +88,13 @@ def ny(hhmm: str) -> pd.Timestamp:
 
 
 def key(minute: pd.Timestamp) -> str:
-    return minute.strftime("%Y-%m-%d-%H:%M")
+    return minute.strftime("%Y-%m-%d|%H:%M")
 
 
 def window(first: str, last: str) -> dict[str, str]:
     return {
-        "dagster/asset_partition_range_start": f"{SESSION}-{first}",
-        "dagster/asset_partition_range_end": f"{SESSION}-{last}",
+        "dagster/asset_partition_range_start": f"{SESSION}|{first}",
+        "dagster/asset_partition_range_end": f"{SESSION}|{last}",
     }
 
 
@@ -343,7 +343,7 @@ def test_a_session_with_fake_keys_stores_and_logs_them_nowhere(
 
             # two runs that fail on a rejected key, each reported by the failure alert
             finnhub.api_key = "someone-elses-finnhub-key"
-            assert not run("ingest_job", {"dagster/partition": f"{SESSION}-09:45"})
+            assert not run("ingest_job", {"dagster/partition": f"{SESSION}|09:45"})
             finnhub.api_key = KEYS["FINNHUB_API_KEY"]
             model.api_key = "sk-someone-elses-key"  # its 401 quotes the key it was sent
             assert not run("research_job", window("09:46", "09:47"))

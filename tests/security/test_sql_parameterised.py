@@ -20,6 +20,7 @@ from resources.warehouse import warehouse_io_manager
 from tests.graph.conftest import make_graph
 from tests.security.sql_audit import Auditor
 from trading_assets.assets.ingest import MINUTES
+from trading_assets.partitions import key_minute
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("trading_assets", "resources", "sensors", "jobs", "benchmarks", "scripts")
@@ -113,7 +114,7 @@ def test_a_hostile_headline_is_stored_verbatim_and_the_tables_survive(tmp_path: 
                 "url": "https://example.invalid/?q=';--"})  # fmt: skip
     pd.concat([news, pd.DataFrame([row])]).to_csv(news_csv, index=False)
     graph = make_graph(tmp_path / "g", replay_dir=replay)
-    first, last = "2026-03-23-09:30", "2026-03-23-09:39"
+    first, last = "2026-03-23|09:30", "2026-03-23|09:39"
     with DagsterInstance.ephemeral() as instance:
         assert graph.run(instance, first, last).success
         bars = graph.query("SELECT count(*) AS n FROM trading.bars")["n"][0]
@@ -130,8 +131,7 @@ def test_a_hostile_headline_is_stored_verbatim_and_the_tables_survive(tmp_path: 
 
 @asset(partitions_def=MINUTES, metadata={"partition_expr": "minute"})
 def hostile_rows(context) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    start = pd.Timestamp(context.partition_time_window.start)
-    minute = start.tz_convert("America/New_York").tz_localize(None)  # as the warehouse stores it
+    minute = key_minute(context.partition_key)  # naive New York, as the warehouse stores it
     return pd.DataFrame(
         {"minute": [minute, minute], "ticker": [HOSTILE_TICKER, "MSFT"],
          "headline": [HOSTILE_HEADLINE, "plain"]}
@@ -148,7 +148,7 @@ def hostile_echo(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_a_hostile_ticker_round_trips_through_the_io_manager(tmp_path: Path) -> None:
-    partition = "2026-03-23-09:31"
+    partition = "2026-03-23|09:31"
     warehouse = tmp_path / "warehouse.duckdb"
     graph = make_graph(tmp_path)
     with DagsterInstance.ephemeral() as instance:

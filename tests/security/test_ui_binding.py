@@ -47,14 +47,29 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def group_listeners(pgid: int) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket listening in any process of the group: the UI's
+def process_tree(root: int) -> set[int]:
+    """`root` and every process descended from it (read from /proc)."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (proc / "stat").read_text()
+                parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return tree
+
+
+def tree_listeners(root: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket listening in `root`'s process tree: the UI's
     webserver, daemon and code servers alike."""
     inodes: set[str] = set()
-    for proc in Path("/proc").iterdir():
+    for pid in process_tree(root):
+        proc = Path("/proc") / str(pid)
         try:
-            if not proc.name.isdigit() or os.getpgid(int(proc.name)) != pgid:
-                continue
             for fd in (proc / "fd").iterdir():
                 target = os.readlink(fd)
                 if target.startswith("socket:["):
@@ -100,10 +115,11 @@ def wait_for(url: str, proc: subprocess.Popen, timeout_s: float) -> requests.Res
     raise AssertionError(f"nothing answered on {url} within {timeout_s:g} s")
 
 
-def stop_group(proc: subprocess.Popen) -> None:
-    """`dagster dev` started from a script ignores SIGTERM: kill its whole process group."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+def stop_tree(proc: subprocess.Popen) -> None:
+    """Whatever is left of the UI's processes, killed (a test that failed midway)."""
+    for pid in process_tree(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=30)
 
 
@@ -125,7 +141,7 @@ def ui(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
     try:
         yield port, proc
     finally:
-        stop_group(proc)
+        stop_tree(proc)
         log.close()
 
 
@@ -136,9 +152,9 @@ def test_the_makefile_defaults_to_loopback_and_is_told_otherwise_by_variables() 
         ).stdout
 
     for target in ("ui", "ui-postgres"):
-        assert 'dagster dev -h "127.0.0.1" -p "3000"' in dry_run(target)
+        assert 'trading_assets.ui --host "127.0.0.1" --port "3000"' in dry_run(target)
         told = dry_run(target, "UI_HOST=0.0.0.0", "UI_PORT=3999")
-        assert 'dagster dev -h "0.0.0.0" -p "3999"' in told
+        assert 'trading_assets.ui --host "0.0.0.0" --port "3999"' in told
 
 
 def test_make_ui_listens_on_loopback_only(ui: tuple[int, subprocess.Popen]) -> None:
@@ -146,13 +162,69 @@ def test_make_ui_listens_on_loopback_only(ui: tuple[int, subprocess.Popen]) -> N
     answer = wait_for(f"http://127.0.0.1:{port}/server_info", proc, timeout_s=180)
     assert answer.status_code == 200 and "dagster_webserver_version" in answer.json()
     assert listening_addresses(port) == {LOOPBACK_V4}
-    listeners = group_listeners(proc.pid)
+    listeners = tree_listeners(proc.pid)
     assert (LOOPBACK_V4, port) in listeners
     assert {a for a, _ in listeners} == {LOOPBACK_V4}, f"a UI process listens beyond: {listeners}"
     address = non_loopback_address()
     if address is None:
         pytest.skip("no non-loopback IPv4 address on this machine to try the UI from")
     assert refused(address, port), f"the UI answered on {address}:{port}"
+
+
+def test_ctrl_c_stops_make_ui_and_everything_it_started(
+    ui: tuple[int, subprocess.Popen], tmp_path: Path
+) -> None:
+    """The terminal's Ctrl-C (SIGINT to the foreground group: make and the launcher) ends the
+    webserver, the daemon and the code servers within seconds; the instance it made has the
+    community pop-up and telemetry off."""
+    port, proc = ui
+    assert wait_for(f"http://127.0.0.1:{port}/server_info", proc, timeout_s=180).ok
+    started = process_tree(proc.pid)
+    assert len(started) >= 4  # make, the launcher, dagster dev, its webserver and daemon
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=15)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(started):
+        time.sleep(0.2)
+    assert not _alive(started), f"still running after Ctrl-C: {_alive(started)}"
+    config = (tmp_path / "home" / "dagster.yaml").read_text()
+    assert "telemetry:\n  enabled: false" in config and "nux:\n  enabled: false" in config
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """The pids still running (zombies count as gone)."""
+    alive = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                alive.add(pid)
+    return alive
+
+
+def test_a_ui_that_ignores_ctrl_c_is_killed_after_the_grace_period() -> None:
+    """What stops `make ui` when the webserver is busy and ignores SIGINT and SIGTERM."""
+    stubborn = (
+        "import signal, subprocess, sys, time\n"
+        "for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n"
+        "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)'])\n"
+        "time.sleep(600)\n"
+    )
+    launcher = (
+        "import sys; from trading_assets.ui import run_until_stopped; "
+        f"sys.exit(run_until_stopped([sys.executable, '-c', {stubborn!r}], grace_s=2))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", launcher], cwd=REPO, start_new_session=True)
+    time.sleep(3)  # the stubborn child and its own child are up
+    tree = process_tree(proc.pid)
+    assert len(tree) == 3
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 6
+    time.sleep(0.5)
+    assert not _alive(tree - {proc.pid})
 
 
 def test_the_paper_broker_cli_listens_on_loopback_only(tmp_path: Path) -> None:
@@ -174,7 +246,7 @@ def test_the_paper_broker_cli_listens_on_loopback_only(tmp_path: Path) -> None:
         if address is not None:
             assert refused(address, port), f"the paper broker answered on {address}:{port}"
     finally:
-        stop_group(proc)
+        stop_tree(proc)
 
 
 def test_the_embedded_paper_broker_listens_on_loopback_only(tmp_path: Path) -> None:

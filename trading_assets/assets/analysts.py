@@ -20,7 +20,6 @@ from dagster import (
     Failure,
     MetadataValue,
     Output,
-    TimeWindowPartitionMapping,
     asset,
     multi_asset,
 )
@@ -35,8 +34,9 @@ from trading_assets.analysts.team import ANALYSTS, TeamInputs, analyst_rows, cov
 from trading_assets.analysts.technical import technical_features
 from trading_assets.assets.ingest import MINUTES, PARTITION_EXPR, stamped
 from trading_assets.assets.metadata import add_run_summary
+from trading_assets.assets.minutes import history, run_minutes
 from trading_assets.events.brief import LOOKBACK, EventBrief, event_briefs
-from trading_assets.partitions import PARTITION_FMT, previous_session_minute
+from trading_assets.partitions import previous_session_minute
 from trading_assets.research.debate import DEFAULT_ROUNDS
 from trading_assets.research.gating import GateSettings, calls_per_ticker_day, gate, trigger_kinds
 
@@ -44,21 +44,11 @@ from trading_assets.research.gating import GateSettings, calls_per_ticker_day, g
 BAR_HISTORY_MINUTES = 200
 # Headlines count for sentiment with a half-life of hours: one session back is plenty.
 NEWS_HISTORY_MINUTES = 390
-BAR_HISTORY = TimeWindowPartitionMapping(
-    start_offset=-BAR_HISTORY_MINUTES, allow_nonexistent_upstream_partitions=True
-)
-NEWS_HISTORY = TimeWindowPartitionMapping(
-    start_offset=-NEWS_HISTORY_MINUTES, allow_nonexistent_upstream_partitions=True
-)
-# New market events stay in the briefs for LOOKBACK (30 minutes, same session).
-EVENT_HISTORY = TimeWindowPartitionMapping(
-    start_offset=-int(LOOKBACK / pd.Timedelta(minutes=1)),
-    allow_nonexistent_upstream_partitions=True,
-)
-EVENT_INS = {
-    "market_events": AssetIn(partition_mapping=EVENT_HISTORY),
-    "event_context": AssetIn(partition_mapping=EVENT_HISTORY),
-}
+BAR_HISTORY = history(BAR_HISTORY_MINUTES)
+NEWS_HISTORY = history(NEWS_HISTORY_MINUTES)
+# New market events stay in the briefs for LOOKBACK (30 minutes).
+EVENT_HISTORY = history(int(LOOKBACK / pd.Timedelta(minutes=1)))
+EVENT_INS = {"market_events": EVENT_HISTORY, "event_context": EVENT_HISTORY}
 MINUTE_ASSET = {
     "partitions_def": MINUTES,
     "backfill_policy": BackfillPolicy.single_run(),
@@ -93,11 +83,6 @@ def briefs_for(
     return event_briefs(market_events, event_context, pairs)
 
 
-def run_minutes(context: AssetExecutionContext) -> pd.DatetimeIndex:
-    """The run's partition minutes (bar starts, naive New York)."""
-    return pd.DatetimeIndex(pd.to_datetime(context.partition_keys, format=PARTITION_FMT))
-
-
 _GATE = GateSettings()  # the defaults live in the pure module; the launchpad shows them here
 
 
@@ -117,8 +102,8 @@ class GateConfig(Config):
 
 @asset(
     ins={
-        "bars": AssetIn(partition_mapping=BAR_HISTORY),
-        "news": AssetIn(partition_mapping=NEWS_HISTORY),
+        "bars": BAR_HISTORY,
+        "news": NEWS_HISTORY,
     },
     metadata={"partition_expr": PARTITION_EXPR},
     group_name="events",
@@ -195,8 +180,8 @@ ANALYST_DESCRIPTIONS = {
         for name in ANALYSTS
     },
     ins={
-        "bars": AssetIn(partition_mapping=BAR_HISTORY),
-        "news": AssetIn(partition_mapping=NEWS_HISTORY),
+        "bars": BAR_HISTORY,
+        "news": NEWS_HISTORY,
         "fundamentals": AssetIn(),
         "debate_triggers": AssetIn(),
         **EVENT_INS,

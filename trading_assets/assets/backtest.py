@@ -16,6 +16,10 @@ from dagster import (
     DagsterInstance,
     Failure,
     MetadataValue,
+    TableColumn,
+    TableMetadataValue,
+    TableRecord,
+    TableSchema,
     asset,
 )
 from dagster_duckdb import DuckDBResource
@@ -25,17 +29,18 @@ from pydantic import Field
 from resources.llm import LLMResource, token_cost
 from resources.trading_controls import TradingControls
 from resources.warehouse import SCHEMA, data_dir, table_exists
-from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
+from trading_assets.assets.analysts import MINUTE_ASSET
 from trading_assets.assets.decision import SESSION_HISTORY
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
 from trading_assets.assets.metadata import add_run_summary
+from trading_assets.assets.minutes import run_minutes
 from trading_assets.backtest.baselines import run_baselines
 from trading_assets.backtest.chart import equity_chart_png, markdown_image
 from trading_assets.backtest.metrics import equity_curve, per_ticker, performance_table
 from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS
 from trading_assets.backtest.simulate import STRATEGY, simulate_fills
 from trading_assets.execution.fills import FillModel
-from trading_assets.partitions import PARTITION_FMT, session_bounds
+from trading_assets.partitions import key_minutes, session_bounds, session_minutes_of
 from trading_assets.schemas import conform
 
 _COSTS = FillModel()
@@ -55,8 +60,8 @@ class FillCosts(Config):
 
 @asset(
     ins={
-        "trade_signals": AssetIn(partition_mapping=SESSION_HISTORY),
-        "bars": AssetIn(partition_mapping=SESSION_HISTORY),
+        "trade_signals": SESSION_HISTORY,
+        "bars": SESSION_HISTORY,
     },
     metadata={"partition_expr": PARTITION_EXPR},
     group_name="backtest",
@@ -118,7 +123,7 @@ class BacktestWindow(Config):
         if not days:
             raise Failure(
                 description="no session is fully backtested in this window: backfill "
-                "backtest_job over whole sessions first (e.g. 2026-03-12-09:30...2026-03-27-15:59)",
+                "backtest_job over whole sessions first (e.g. 2026-03-12|09:30...2026-03-27|15:59)",
                 allow_retries=False,
             )
         return days
@@ -143,7 +148,7 @@ def session_bars(warehouse: DuckDBResource, sessions: list[dt.date]) -> pd.DataF
 def backtested_sessions(instance: DagsterInstance) -> list[dt.date]:
     """Sessions whose every minute of `backtest_fills` has been materialized."""
     keys = instance.get_materialized_partitions(AssetKey("backtest_fills"))
-    done = pd.Series(1, index=pd.to_datetime(sorted(keys), format=PARTITION_FMT))
+    done = pd.Series(1, index=session_minutes_of(key_minutes(keys)))  # no after-close labels
     sessions = []
     for day, count in done.groupby(done.index.date).sum().items():
         bounds = session_bounds(day)
@@ -208,8 +213,8 @@ def backtest_performance(
 ) -> pd.DataFrame:
     """The team against the baselines over every fully backtested session: return, Sharpe,
     Sortino, drawdown, win rate, profit factor, turnover, exposure, trades and the LLM bill
-    (tokens x the resource's prices) as a cost line; a row per ticker too; the equity and
-    drawdown chart in the metadata."""
+    (tokens x the resource's prices) as a cost line; a row per ticker too. The strategy table
+    shows inline on this page, the equity and drawdown chart one click away."""
     sessions = config.sessions(context.instance)
     first, end = sessions[0], sessions[-1] + dt.timedelta(days=1)
     bars = session_bars(warehouse, sessions)
@@ -246,41 +251,76 @@ def backtest_performance(
     partial = chart_path.with_name(f".{chart_path.name}.{os.getpid()}.tmp")
     partial.write_bytes(png)
     partial.replace(chart_path)
+    agents = table.iloc[0]
     context.add_output_metadata(
         {
+            "performance": performance_metadata(table),
+            "equity_and_drawdown": MetadataValue.md(
+                markdown_image(png, "equity and drawdown") + "\n\n" + chart_caption(sessions)
+            ),
             "sessions": len(sessions),
             "first_session": str(first),
             "last_session": str(sessions[-1]),
-            "performance": MetadataValue.md(performance_markdown(table)),
-            "equity_and_drawdown": MetadataValue.md(markdown_image(png, "equity and drawdown")),
-            "chart_path": MetadataValue.path(str(chart_path)),
-            "agents_cumulative_return": float(table.loc[0, "cumulative_return"]),
+            "agents_cumulative_return_pct": round(float(agents["cumulative_return"]) * 100, 2),
+            "agents_pnl_usd": round(float(agents["pnl"]), 2),
             "llm_cost_usd": round(llm_cost, 4),
+            "chart_path": MetadataValue.path(str(chart_path)),
         }
     )
     return frame
 
 
+# The strategy table as shown: each figure in one unit, named in its label (the fractions the
+# warehouse stores are shown in percent).
+SHOWN = {
+    "cumulative_return": ("return %", 100.0),
+    "annualised_return": ("annualised %", 100.0),
+    "sharpe": ("sharpe", 1.0),
+    "sortino": ("sortino", 1.0),
+    "max_drawdown": ("max drawdown %", 100.0),
+    "win_rate": ("win rate %", 100.0),
+    "profit_factor": ("profit factor", 1.0),
+    "turnover": ("turnover (x equity)", 1.0),
+    "exposure": ("exposure %", 100.0),
+    "trades": ("trades", 1.0),
+    "commissions": ("commissions USD", 1.0),
+    "llm_cost_usd": ("LLM cost USD", 1.0),
+}
+
+
+def performance_shown(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per strategy, the figures scaled to their shown unit (percent for fractions)."""
+    shown = table[["strategy"]].copy()
+    for column, (_, scale) in SHOWN.items():
+        shown[column] = (table[column] * scale).round(2 if scale != 1.0 else 3)
+    return shown
+
+
 def performance_markdown(table: pd.DataFrame) -> str:
-    """The strategy table as the UI and the terminal show it (returns in percent)."""
-    shown = table[["strategy", *SHOWN]].copy()
-    for column in PERCENT:
-        shown[column] = (shown[column] * 100).round(2)
-    return shown.round(3).to_markdown(index=False)
+    """The strategy table as the terminal shows it (returns in percent)."""
+    return performance_shown(table).to_markdown(index=False)
 
 
-PERCENT = ("cumulative_return", "annualised_return", "max_drawdown", "win_rate", "exposure")
-SHOWN = (
-    "cumulative_return",
-    "annualised_return",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "win_rate",
-    "profit_factor",
-    "turnover",
-    "exposure",
-    "trades",
-    "commissions",
-    "llm_cost_usd",
-)
+def performance_metadata(table: pd.DataFrame) -> TableMetadataValue:
+    """The strategy table as the asset page shows it inline, each column named with its unit."""
+    shown = performance_shown(table)
+    columns = [TableColumn("strategy", "string")] + [
+        TableColumn(label, "float") for label, _ in SHOWN.values()
+    ]
+    records = [
+        TableRecord(
+            {"strategy": str(row["strategy"])}
+            | {label: float(row[column]) for column, (label, _) in SHOWN.items()}
+        )
+        for row in shown.to_dict("records")
+    ]
+    return MetadataValue.table(records=records, schema=TableSchema(columns=columns))
+
+
+def chart_caption(sessions: list[dt.date]) -> str:
+    return (
+        f"*Equity (top, 1.0 = the starting equity) and drawdown (bottom, % below the running "
+        f"peak) of the team (`agents`, black) and the five baselines over {len(sessions)} "
+        f"sessions, {sessions[0]} .. {sessions[-1]}: every strategy through the same next-bar "
+        "fill model with costs. The x axis counts trading minutes (nights left out).*"
+    )

@@ -136,7 +136,14 @@ MANIFEST_PARSE_SECONDS = prepare_manifest()
 
 
 class TradingDbtTranslator(DagsterDbtTranslator):
-    """Sources are our existing one-part asset keys; models keep their name, in group `marts`."""
+    """Sources are our existing one-part asset keys; models keep their name, in group `marts`;
+    a model's description is its dbt description and where its SQL lives (dagster-dbt would
+    append the whole SQL, which buries the description on the asset's page)."""
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        text = super().get_description(dbt_resource_props).split("\n\n#### Raw SQL:")[0]
+        path = dbt_resource_props.get("original_file_path")
+        return f"{text}\n\nSQL: `dbt/{path}`" if path else text
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":

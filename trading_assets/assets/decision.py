@@ -11,7 +11,6 @@ from dagster import (
     AssetIn,
     Failure,
     MetadataValue,
-    TimeWindowPartitionMapping,
     asset,
 )
 from dagster_duckdb import DuckDBResource
@@ -20,9 +19,10 @@ from resources.broker import BrokerConfigError, BrokerError, BrokerResource
 from resources.market_data import MarketDataResource
 from resources.trading_controls import LIVE_TAG, TradingControls
 from resources.warehouse import SCHEMA, table_exists
-from trading_assets.assets.analysts import MINUTE_ASSET, run_minutes
+from trading_assets.assets.analysts import MINUTE_ASSET
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
 from trading_assets.assets.metadata import add_run_summary
+from trading_assets.assets.minutes import history, run_minutes
 from trading_assets.decision.backtest_book import backtest_signals
 from trading_assets.decision.risk import PortfolioState
 from trading_assets.decision.signals import (
@@ -40,10 +40,12 @@ from trading_assets.schemas import conform
 LEDGER_TABLE = f"{SCHEMA}.broker_orders"
 SIGNALS_TABLE = f"{SCHEMA}.trade_signals"
 SOURCES = ("broker", "ledger", "backtest")
+BOOK_SOURCES = {
+    "ledger": "the broker_orders ledger (this warehouse)",
+    "backtest": "the backtest's own book (its earlier signals under the paper broker's fills)",
+}
 # A run's first minute may be its session's last: one session back reaches every earlier bar.
-SESSION_HISTORY = TimeWindowPartitionMapping(
-    start_offset=-FULL_SESSION_MINUTES, allow_nonexistent_upstream_partitions=True
-)
+SESSION_HISTORY = history(FULL_SESSION_MINUTES)
 
 
 def read_ledger(warehouse: DuckDBResource, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
@@ -107,7 +109,7 @@ def read_session_signals(
     ins={
         "debate": AssetIn(),
         "technical_analysis": AssetIn(),
-        "bars": AssetIn(partition_mapping=SESSION_HISTORY),
+        "bars": SESSION_HISTORY,
     },
     metadata={"partition_expr": PARTITION_EXPR},
     group_name="decision",
@@ -192,7 +194,9 @@ def trade_signals(
             "actions": MetadataValue.json(ready["action"].value_counts().to_dict()),
             "portfolio_source": source,
             "kill_switch": controls.kill_switch,
-            "broker": broker.describe(),
+            # Where this run's book came from, as it was then (not a broker to contact now: a
+            # backfill never asks one, and a replay's embedded broker is gone after the replay).
+            "book": BOOK_SOURCES[source] if source != "broker" else broker.describe(),
         },
     )
     return stamped(frame, context)

@@ -29,10 +29,10 @@ from trading_assets.assets.analysts import (
     NEWS_HISTORY,
     model_failures,
     model_metadata,
-    run_minutes,
 )
 from trading_assets.assets.ingest import PARTITION_EXPR, stamped
 from trading_assets.assets.metadata import add_run_summary
+from trading_assets.assets.minutes import run_minutes
 from trading_assets.events.context import (
     DEFAULT_K,
     DEFAULT_MIN_SIMILARITY,
@@ -212,7 +212,7 @@ def stored_prior_events(
 
 
 @asset(
-    ins={"news": AssetIn(partition_mapping=NEWS_HISTORY)},
+    ins={"news": NEWS_HISTORY},
     metadata={"partition_expr": PARTITION_EXPR},
     group_name="events",
     kinds={"pandas", "duckdb"},

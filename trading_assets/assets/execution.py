@@ -32,9 +32,9 @@ from dagster_duckdb import DuckDBResource
 
 from resources.broker import BrokerConfigError, BrokerError, BrokerResource
 from resources.trading_controls import TradingControls
-from trading_assets.assets.analysts import run_minutes
 from trading_assets.assets.decision import read_ledger
 from trading_assets.assets.ingest import MINUTES, PARTITION_EXPR
+from trading_assets.assets.minutes import run_minutes
 from trading_assets.execution.ledger import FINAL_STATES, ledger_frame
 from trading_assets.execution.send import SendContext, execute_signal, refresh
 from trading_assets.partitions import session_bounds

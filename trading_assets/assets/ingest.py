@@ -25,12 +25,13 @@ from resources.errors import ProviderConfigError
 from resources.market_data import MarketDataResource
 from trading_assets.agents.untrusted import MAX_HEADLINE_CHARS
 from trading_assets.assets.metadata import add_run_summary
+from trading_assets.assets.minutes import run_minutes
 from trading_assets.ingest.bars import bars_frame
 from trading_assets.ingest.fundamentals import fundamentals_frame
 from trading_assets.ingest.news import dedupe_news, provider_rows_dropped
 from trading_assets.partitions import (
+    MINUTE_STEP,
     market_minute_partitions,
-    naive_market_time,
     session_minutes,
     window_to_utc,
 )
@@ -69,17 +70,16 @@ def stamped(frame: pd.DataFrame, context: AssetExecutionContext) -> pd.DataFrame
 
 
 def window(context: AssetExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The run's partition range as naive NY [start, end)."""
-    start, end = context.partition_time_window
-    return naive_market_time(start), naive_market_time(end)
+    """The run's session minutes as naive NY [first bar start, last bar end)."""
+    minutes = run_minutes(context)
+    return minutes[0], minutes[-1] + MINUTE_STEP
 
 
 @asset(metadata={"partition_expr": PARTITION_EXPR}, **INGEST)
 def bars(context: AssetExecutionContext, market_data: MarketDataResource) -> pd.DataFrame:
     """1-minute OHLCV bars (+ vwap and trade count where the provider has them), one row per
     ticker and minute; `minute` is the bar start in New York time."""
-    start, end = context.partition_time_window
-    raw = provider_call(lambda: market_data.fetch_bars(*window_to_utc(start, end)))
+    raw = provider_call(lambda: market_data.fetch_bars(*window_to_utc(*window(context))))
     frame = bars_frame(raw, market_data.bars_provider)
     add_run_summary(
         context,

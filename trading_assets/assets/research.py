@@ -15,6 +15,10 @@ from dagster import (
     Config,
     MetadataValue,
     Output,
+    TableColumn,
+    TableMetadataValue,
+    TableRecord,
+    TableSchema,
     asset,
     multi_asset,
 )
@@ -43,6 +47,12 @@ from trading_assets.research.protocol import (
     debate_frame,
     judge,
     run_rounds,
+)
+from trading_assets.research.transcript import (
+    VERDICT_COLUMNS,
+    notable,
+    transcript_markdown,
+    verdict_rows,
 )
 
 ANALYSIS_INS = {f"{name}_analysis": AssetIn() for name in ANALYSTS}
@@ -79,7 +89,7 @@ def _bundles(
     ins={
         **ANALYSIS_INS,
         "debate_triggers": AssetIn(),
-        "news": AssetIn(partition_mapping=NEWS_HISTORY),
+        "news": NEWS_HISTORY,
         **EVENT_INS,
     },
     can_subset=True,
@@ -130,6 +140,22 @@ def researchers(
         yield Output(stamped(frame, context), output_name=f"{side.value}_case")
 
 
+VERDICTS_SHOWN = 50
+TRANSCRIPT_HINT = (
+    "\n*Any minute's transcript: `make transcript MINUTE='2026-03-23 10:15'` "
+    "(or `python -m trading_assets.transcript`).*\n"
+)
+
+
+def verdict_table(debated: pd.DataFrame) -> TableMetadataValue:
+    """The run's latest verdicts as a table the asset page shows inline."""
+    rows = verdict_rows(debated, VERDICTS_SHOWN)
+    columns = [TableColumn(name) for name in VERDICT_COLUMNS]
+    return MetadataValue.table(
+        records=[TableRecord(r) for r in rows], schema=TableSchema(columns=columns)
+    )
+
+
 class DebateConfig(Config):
     rounds: int = Field(DEFAULT_ROUNDS, ge=1, le=6, description="rounds incl. the openings")
 
@@ -140,7 +166,7 @@ class DebateConfig(Config):
         "bull_case": AssetIn(),
         "bear_case": AssetIn(),
         "debate_triggers": AssetIn(),
-        "news": AssetIn(partition_mapping=NEWS_HISTORY),
+        "news": NEWS_HISTORY,
         **EVENT_INS,
     },
     metadata={"partition_expr": PARTITION_EXPR},
@@ -203,6 +229,13 @@ def debate(
         {
             "ticker_minutes": len(frame),
             "debates": len(debated),
+            "verdicts": verdict_table(debated),
+            "transcripts": MetadataValue.md(
+                "\n".join(transcript_markdown(row) for row in notable(debated).to_dict("records"))
+                + TRANSCRIPT_HINT
+                if len(debated)
+                else "no debate in this run"
+            ),
             "actions": MetadataValue.json(debated["action"].value_counts().to_dict()),
             "consensus": MetadataValue.json(debated["consensus"].value_counts().to_dict()),
             "fallbacks": int(frame["fallback"].sum()),

@@ -18,6 +18,16 @@ if TYPE_CHECKING:  # matplotlib (~0.8 s of imports) loads on the first chart, no
     from matplotlib.figure import Figure  # location that every run worker imports
 
 MAX_DATE_TICKS = 12
+# Colour and dash together, so no two lines look alike in the legend (or in grey print); the
+# team in black and thicker. Strategies not named here take the colour cycle, solid.
+STYLES: dict[str, dict[str, object]] = {
+    "agents": {"color": "black", "linewidth": 1.8, "linestyle": "-"},
+    "buy_and_hold": {"color": "#1f77b4", "linestyle": "--"},
+    "sma_crossover": {"color": "#ff7f0e", "linestyle": "-."},
+    "macd": {"color": "#2ca02c", "linestyle": ":"},
+    "kdj_rsi": {"color": "#d62728", "linestyle": (0, (5, 1, 1, 1, 1, 1))},
+    "zero_mean_reversion": {"color": "#9467bd", "linestyle": (0, (1, 3))},
+}
 
 
 def equity_figure(curves: dict[str, pd.DataFrame], title: str) -> Figure:
@@ -39,13 +49,14 @@ def equity_figure(curves: dict[str, pd.DataFrame], title: str) -> Figure:
             continue
         x = minutes.get_indexer(pd.DatetimeIndex(curve["minute"]))
         start = float(curve.attrs.get("starting_equity") or curve["equity"].iloc[0])
-        equity_axes.plot(x, curve["equity"].to_numpy() / start, linewidth=1.0, label=name)
-        drawdown_axes.plot(x, curve["drawdown"].to_numpy() * 100.0, linewidth=1.0, label=name)
+        style = {"linewidth": 1.0, **STYLES.get(name, {})}
+        equity_axes.plot(x, curve["equity"].to_numpy() / start, label=name, **style)
+        drawdown_axes.plot(x, curve["drawdown"].to_numpy() * 100.0, label=name, **style)
     equity_axes.axhline(1.0, color="grey", linewidth=0.6, linestyle=":")
     equity_axes.set_ylabel("equity (start = 1.0)")
     equity_axes.set_title(title)
     if curves:
-        equity_axes.legend(loc="best", fontsize="small")
+        equity_axes.legend(loc="best", fontsize="small", handlelength=4)
     drawdown_axes.set_ylabel("drawdown (%)")
     drawdown_axes.set_xlabel("session (trading minutes; nights omitted)")
     if len(minutes):

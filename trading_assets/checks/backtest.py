@@ -11,7 +11,6 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from resources.warehouse import SCHEMA
-from trading_assets.assets.ingest import MINUTES
 from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS
 from trading_assets.checks.ingest import RUN_ID, load_rows, missing_table
 
@@ -61,7 +60,6 @@ def fill_problems(fills: pd.DataFrame, bars: pd.DataFrame) -> list[str]:
 @asset_check(
     asset="backtest_fills",
     name="backtest_fills_possible",
-    partitions_def=MINUTES,
     blocking=True,
     description="Every simulated fill happens after the minute that decided it, is based on a "
     "price inside its bar's low..high and moved against the trader by the slippage, and no "

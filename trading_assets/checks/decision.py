@@ -18,7 +18,6 @@ from dagster_duckdb import DuckDBResource
 from pydantic import ValidationError
 
 from resources.trading_controls import TradingControls
-from trading_assets.assets.ingest import MINUTES
 from trading_assets.checks.ingest import RUN_ID, load_rows, missing_table
 from trading_assets.decision.risk import Signal, validate
 from trading_assets.decision.signals import SIGNAL_COLUMNS
@@ -67,7 +66,6 @@ def signal_problems(frame: pd.DataFrame, max_total_exposure_pct: float) -> list[
 @asset_check(
     asset="trade_signals",
     name="trade_signals_valid",
-    partitions_def=MINUTES,
     blocking=True,
     description="Every signal passes the risk manager's validator (ticker, quantity 1..10000, "
     "positive prices, stop < entry < take-profit mirrored for sells, confidence in [0, 1]); "
@@ -123,7 +121,6 @@ def ledger_problems(signals: pd.DataFrame, ledger: pd.DataFrame) -> list[str]:
 @asset_check(
     asset="broker_orders",
     name="broker_orders_match_signals",
-    partitions_def=MINUTES,
     blocking=False,
     description="Every trade signal has exactly one ledger row; no order was sent for a "
     "rejected signal; the quantity sent is the quantity signalled.",

@@ -15,7 +15,6 @@ from dagster_duckdb import DuckDBResource
 from resources.market_data import MarketDataResource
 from resources.warehouse import SCHEMA, table_exists
 from trading_assets.assets.events import CONTEXT_COLUMNS, MARKET_EVENT_COLUMNS
-from trading_assets.assets.ingest import MINUTES
 from trading_assets.checks.ingest import RUN_ID, load_rows, missing_table, warehouse_check
 from trading_assets.events.context import split_tickers
 from trading_assets.events.extract import EVENT_TYPES
@@ -63,7 +62,6 @@ def event_problems(frame: pd.DataFrame, universe: set[str]) -> list[str]:
 @asset_check(
     asset="market_events",
     name="market_events_valid",
-    partitions_def=MINUTES,
     blocking=True,
     description="Every event's tickers are in the universe (a model's ticker outside it is "
     "never stored), its type is known, urgency 1..10, published before its partition ended, one "

@@ -1,9 +1,15 @@
-"""Data-quality checks on the ingest layer: great-expectations suites inside partitioned checks.
+"""Data-quality checks on the ingest layer: great-expectations suites inside asset checks.
 
-Each check reads its partition range straight from the warehouse (one query) plus the rows the
-last materializing run wrote *outside* its range: a provider that leaks a bar or a headline
-from the future puts it there, and the IO manager's own range filter would hide it.
-Blocking checks stop every downstream asset (and so every order) when they fail.
+Each check runs once per run, over the minutes its run materialized: it reads them straight
+from the warehouse (one query) plus the rows that run wrote *outside* them: a provider that
+leaks a bar or a headline from the future puts it there, and the IO manager's own range filter
+would hide it. Blocking checks stop every downstream asset (and so every order) when they fail.
+
+Why a check is not partitioned like its asset: Dagster's UI rebuilds every partitioned check's
+state from one record per partition on every page that shows it, with set unions that grow with
+the partitions (0.6 s for 4,680 minutes per check, ~100 s for a year; BENCHMARKS, "The UI").
+A check per run keeps the same guarantee (a run's minutes are checked before anything
+downstream of them runs, and a failure blocks them) and names the minutes it checked.
 """
 
 import sys
@@ -26,9 +32,10 @@ from dagster_duckdb import DuckDBResource
 
 from resources.market_data import MarketDataResource
 from resources.warehouse import SCHEMA, table_exists
-from trading_assets.assets.ingest import MINUTES, bars, fundamentals, news
+from trading_assets.assets.ingest import bars, fundamentals, news
+from trading_assets.assets.minutes import run_span
 from trading_assets.checks.expectations import Expectation, SuiteOutcome, validate
-from trading_assets.partitions import naive_market_time
+from trading_assets.partitions import minute_key
 from trading_assets.schemas import BAR_COLUMNS, FUNDAMENTAL_COLUMNS, NEWS_COLUMNS, empty_frame
 
 MINUTE = pd.Timedelta(minutes=1)
@@ -57,14 +64,15 @@ def load_rows(
     table: str,
     columns: dict[str, str] | None = None,
 ) -> Loaded | None:
-    """The check's rows, or None when the table has never been written."""
-    start, end = (naive_market_time(t) for t in context.partition_time_window)
+    """The check's rows (its run's minutes), or None when the table has never been written."""
+    span = run_span(context)
+    start, end = span.first, span.end
     last = context.instance.get_latest_materialization_event(AssetKey(table))
     # The run that wrote this range, not the asset's latest run: runs of overlapping minutes
     # (a live schedule that falls behind) would otherwise flag each other's rows as strays.
-    end_key = context.partition_key_range.end
     wrote = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(table), asset_partitions=[end_key]), limit=1
+        AssetRecordsFilter(asset_key=AssetKey(table), asset_partitions=[minute_key(span.last)]),
+        limit=1,
     ).records
     last_run = wrote[0].run_id if wrote else ""
     with warehouse.get_connection() as conn:
@@ -126,12 +134,11 @@ def warehouse_check(
         [AssetCheckExecutionContext, DuckDBResource, pd.DataFrame, object], AssetCheckResult
     ],
 ) -> AssetChecksDefinition:
-    """A partitioned check that loads its asset's rows for the range and hands them to `body`."""
+    """A check that loads the rows its run wrote and hands them to `body`."""
 
     @asset_check(
         asset=asset_name,
         name=name,
-        partitions_def=MINUTES,
         blocking=blocking,
         description=description,
     )
@@ -196,7 +203,7 @@ BAR_EXPECTATIONS = [
 ]
 
 
-@asset_check(asset=bars, partitions_def=MINUTES, blocking=True)
+@asset_check(asset=bars, blocking=True)
 def bars_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
     """OHLC consistency, positive finite prices, non-negative finite volume, one bar per
     ticker-minute, and no bar stamped outside the partition range. Blocking: bad bars never
@@ -208,7 +215,7 @@ def bars_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -
     return suite_result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
 
 
-@asset_check(asset=bars, partitions_def=MINUTES, blocking=False)
+@asset_check(asset=bars, blocking=False)
 def bars_expected_tickers(
     context: AssetCheckExecutionContext, warehouse: DuckDBResource, market_data: MarketDataResource
 ) -> AssetCheckResult:
@@ -267,7 +274,7 @@ NEWS_EXPECTATIONS = [
 ]
 
 
-@asset_check(asset=news, partitions_def=MINUTES, blocking=True)
+@asset_check(asset=news, blocking=True)
 def news_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
     """Non-empty headlines, each published before the end of the partition it is stored in
     (no look-ahead), and no story twice. Blocking: analysts never read a future headline."""
@@ -303,7 +310,7 @@ FUNDAMENTAL_EXPECTATIONS = [
 ]
 
 
-@asset_check(asset=fundamentals, partitions_def=MINUTES, blocking=True)
+@asset_check(asset=fundamentals, blocking=True)
 def fundamentals_point_in_time(
     context: AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> AssetCheckResult:
