@@ -15,9 +15,12 @@ export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
+# Bytecode compiled once here (as pip does by default, uv does not): where PYTHONDONTWRITEBYTECODE
+# is set, every Dagster process (run workers, code servers, the daemon) would otherwise compile
+# its ~6,000 imported modules anew, ~8 s of CPU each (BENCHMARKS.md, "The test command").
 $(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet "uv==$(UV_VERSION)"
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
@@ -30,7 +33,7 @@ paper-broker: setup  ## the embedded paper broker on 127.0.0.1:8765 (the embedde
 	$(BIN)/python -m resources.paper_broker --db data/paper_broker.sqlite --port 8765
 
 test: setup browser  ## the whole test suite (needs the local PostgreSQL on 127.0.0.1:5432)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The UI tests drive Debian's Chromium (never a downloaded browser); installed here when it is
 # missing and this user can, else those tests are skipped and say so.
@@ -59,5 +62,6 @@ ui-postgres: setup  ## the same on a Postgres instance (DAGSTER_PG_* variables, 
 transcript: setup  ## a minute's debate transcripts: make transcript MINUTE="2026-03-23 10:15" [TICKER=META]
 	$(BIN)/python -m trading_assets.transcript "$(MINUTE)" $(TICKER)
 
-clean:
+clean:  ## stop the instance's embedded PostgreSQL (by its PID), remove data/ and .dagster_home
+	-@[ ! -x $(BIN)/python ] || $(BIN)/python -m trading_assets.instance stop
 	rm -rf data .dagster_home .pytest_cache

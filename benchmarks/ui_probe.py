@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trading_assets.embedded_postgres import EmbeddedPostgres
+from trading_assets.instance import project_home
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -52,13 +55,20 @@ def free_port() -> int:
 
 @contextmanager
 def throwaway_copy(home: Path) -> Iterator[Path]:
-    """A copy of the instance folder `home`, removed afterwards (the UI writes caches to it)."""
+    """A copy of the instance folder `home`, removed afterwards (the UI writes caches to it);
+    an embedded PostgreSQL instance is copied stopped (`cp -a`: its files keep their owner) and
+    the copy's own server runs while the copy is used."""
     if not (home / "history").exists() and not (home / "dagster.yaml").exists():
         raise SystemExit(f"{home} holds no Dagster instance: run `make demo` first")
+    if EmbeddedPostgres.of_home(home).pid() is not None:
+        raise SystemExit(f"{home}'s PostgreSQL is running: stop `make ui` (or the demo) first")
     with tempfile.TemporaryDirectory(prefix="ui-pages-") as tmp:
         copy = Path(tmp) / "home"
-        shutil.copytree(home, copy, ignore=shutil.ignore_patterns("*.lock"))
-        yield copy
+        subprocess.run(["cp", "-a", str(home), str(copy)], check=True)
+        for stale in (*copy.glob("*.lock"), copy / "postgres.holders"):
+            stale.unlink(missing_ok=True)
+        with project_home(copy):
+            yield copy
 
 
 class UiServer:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from resources.duckdb_locks import HANDLED_MARKER, connect
+from trading_assets.location_runs import LocationRuns
 from trading_assets.partitions import PARTITION_TAG, session_minutes
 from trading_assets.replay import REPLAY_TAG, REPO_ROOT, daemon, key, run_range, utc
 
@@ -144,53 +145,21 @@ def nearest_rank(values: list[float], q: float) -> float:
 
 class RunSubmitter:
     """Submits `intraday_schedule`'s run requests to the instance's queue, as the scheduler
-    does (`_create_scheduler_run` + `instance.submit_run`), from a workspace loaded once."""
+    does, from the workspace the daemon loads (`LocationRuns.from_workspace`)."""
 
     def __init__(self, instance, workspace_yaml: Path = REPO_ROOT / "workspace.yaml") -> None:
-        from dagster._core.workspace.context import WorkspaceProcessContext
-        from dagster._core.workspace.load_target import WorkspaceFileTarget
-
-        self.instance = instance
-        self._process = WorkspaceProcessContext(
-            instance, WorkspaceFileTarget(paths=[str(workspace_yaml)])
-        )
-        self._remote = {}
-        self._plans = {}
+        self._runs = LocationRuns.from_workspace(instance, workspace_yaml)
 
     def __enter__(self) -> RunSubmitter:
-        self._process.__enter__()
+        self._runs.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._process.__exit__(*exc)
-
-    def _job(self, job_name: str):
-        from dagster._core.definitions.selector import JobSubsetSelector
-
-        if job_name not in self._remote:
-            context = self._process.create_request_context()
-            (location_name,) = context.code_location_names
-            location = context.get_code_location(location_name)
-            (repo_name,) = location.get_repositories()
-            remote = location.get_job(
-                JobSubsetSelector(
-                    location_name=location_name,
-                    repository_name=repo_name,
-                    job_name=job_name,
-                    op_selection=None,
-                )
-            )
-            plan = location.get_execution_plan(
-                remote, {}, step_keys_to_execute=None, known_state=None
-            )
-            graph = location.get_repository(repo_name).asset_graph
-            self._remote[job_name] = (remote, graph)
-            self._plans[job_name] = plan.execution_plan_snapshot
-        return self._remote[job_name]
+        self._runs.__exit__(*exc)
 
     def submit(self, schedule, at: pd.Timestamp, extra_tags: dict[str, str]) -> str:
         """Evaluate `schedule` at `at` (UTC) and submit its run request; the run id."""
-        from dagster import DagsterRunStatus, RunRequest, build_schedule_context
+        from dagster import RunRequest, build_schedule_context
         from dagster._core.storage.tags import (
             PARTITION_NAME_TAG,
             RUN_KEY_TAG,
@@ -201,9 +170,7 @@ class RunSubmitter:
         request = schedule(build_schedule_context(scheduled_execution_time=at.to_pydatetime()))
         if not isinstance(request, RunRequest):
             raise RuntimeError(f"{schedule.name} skipped at {at}: {request}")
-        remote, graph = self._job(schedule.job_name)
         tags = {
-            **remote.run_tags,
             **request.tags,
             PARTITION_NAME_TAG: request.partition_key,
             SCHEDULE_NAME_TAG: schedule.name,
@@ -211,32 +178,11 @@ class RunSubmitter:
             RUN_KEY_TAG: request.run_key,
             **extra_tags,
         }
-        run = self.instance.create_run(
-            job_name=remote.name,
-            run_id=None,
-            run_config=request.run_config,
-            resolved_op_selection=remote.resolved_op_selection,
-            step_keys_to_execute=None,
-            op_selection=remote.op_selection,
-            status=DagsterRunStatus.NOT_STARTED,
-            root_run_id=None,
-            parent_run_id=None,
-            tags=tags,
-            job_snapshot=remote.job_snapshot,
-            execution_plan_snapshot=self._plans[schedule.job_name],
-            parent_job_snapshot=remote.parent_job_snapshot,
-            remote_job_origin=remote.get_remote_origin(),
-            job_code_origin=remote.get_python_origin(),
-            asset_selection=None,
-            asset_check_selection=None,
-            asset_graph=graph,
-        )
-        self.instance.submit_run(run.run_id, self._process.create_request_context())
-        return run.run_id
+        return self._runs.submit(schedule.job_name, tags, request.run_config)
 
     def prepare(self, job_name: str) -> None:
         """Load the job's snapshot and plan now (a gRPC round trip) rather than in a tick."""
-        self._job(job_name)
+        self._runs.prepare(job_name)
 
 
 def run_figures(instance, record, job: str) -> RunFigures:

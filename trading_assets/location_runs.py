@@ -10,14 +10,15 @@ built (no run worker to start): the UI shows them under their jobs like any othe
 The location is loaded in this process (`InProcessCodeLocationOrigin`) under the name the
 webserver gives it (workspace.yaml's module), so the origin matches the UI's code location; it
 supplies the jobs' snapshots (their structure), the caller's `Definitions` run them (their
-resources, from the environment of the moment). Dagster's workspace and run-creation APIs used
-here are internal and kept to this module (`load.py` submits to the daemon's queue instead, from
-a workspace whose location the daemon can launch).
+resources, from the environment of the moment). `LocationRuns.from_workspace` loads the location
+as the daemon does instead (workspace.yaml, a code server), for runs `submit`ted to the daemon's
+queue (`load.py`). Dagster's workspace and run-creation APIs are internal and kept to this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from dagster import DagsterInstance, DagsterRunStatus, Definitions
@@ -26,24 +27,26 @@ MODULE = "trading_assets.definitions"  # workspace.yaml's module: the webserver'
 
 
 class LocationRuns:
-    """Create runs of the location's jobs on `instance` and execute them with `defs` (a
-    context manager)."""
+    """Create runs of the location's jobs on `instance` and execute them with `defs`, or submit
+    them to the instance's run queue (a context manager)."""
 
-    def __init__(self, instance: DagsterInstance, defs: Definitions, module: str = MODULE) -> None:
-        from dagster._core.remote_origin import InProcessCodeLocationOrigin
-        from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    def __init__(
+        self, instance: DagsterInstance, defs: Definitions | None, target: Any = None
+    ) -> None:
+        """`target`: a Dagster workspace load target; by default the module in this process."""
         from dagster._core.workspace.context import WorkspaceProcessContext
-        from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
-        from resources.warehouse import REPO_ROOT
-
-        origin = InProcessCodeLocationOrigin(
-            LoadableTargetOrigin(module_name=module, working_directory=str(REPO_ROOT)),
-            location_name=module,
-        )
         self.instance, self.defs = instance, defs
-        self._process = WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([origin]))
+        self._process = WorkspaceProcessContext(instance, target or _in_process(MODULE))
         self._jobs: dict[str, Any] = {}
+
+    @classmethod
+    def from_workspace(cls, instance: DagsterInstance, workspace_yaml: Path) -> LocationRuns:
+        """The location as workspace.yaml loads it for the daemon (a code server it can launch
+        runs from): for `submit`, not `run`."""
+        from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+        return cls(instance, None, WorkspaceFileTarget(paths=[str(workspace_yaml)]))
 
     def __enter__(self) -> LocationRuns:
         self._process.__enter__()
@@ -51,6 +54,11 @@ class LocationRuns:
 
     def __exit__(self, *exc: object) -> None:
         self._process.__exit__(*exc)
+
+    def prepare(self, job_name: str) -> None:
+        """Load the job's snapshot and plan now (a round trip to a code server) rather than on
+        the first run."""
+        self._remote_job(job_name)
 
     def _remote_job(self, job_name: str) -> tuple[Any, Any, Any]:
         """(remote job, its execution plan snapshot, the repository's asset graph), cached."""
@@ -117,5 +125,31 @@ class LocationRuns:
         from dagster._core.definitions.job_base import InMemoryJob
         from dagster._core.execution.api import execute_run
 
+        if self.defs is None:
+            raise ValueError("LocationRuns.run needs the Definitions to execute with")
         run = self.create_run(job_name, tags, run_config)
         return execute_run(InMemoryJob(self.defs.resolve_job_def(job_name)), run, self.instance)
+
+    def submit(
+        self, job_name: str, tags: Mapping[str, str], run_config: Mapping[str, Any] | None = None
+    ) -> str:
+        """Create the run as the scheduler does and put it on the instance's run queue, for the
+        daemon to launch; its run id."""
+        run = self.create_run(job_name, tags, run_config, status=DagsterRunStatus.NOT_STARTED)
+        self.instance.submit_run(run.run_id, self._process.create_request_context())
+        return run.run_id
+
+
+def _in_process(module: str) -> Any:
+    """A load target for `module` in this process, under the name the webserver gives it."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+
+    from resources.warehouse import REPO_ROOT
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name=module, working_directory=str(REPO_ROOT)),
+        location_name=module,
+    )
+    return InProcessWorkspaceLoadTarget([origin])

@@ -18,7 +18,7 @@ from pathlib import Path
 from resources.duckdb_locks import connect
 from resources.paper_broker import BrokerState
 from trading_assets.event_writes import apply_event_writes
-from trading_assets.instance import prepare_home
+from trading_assets.instance import project_home
 from trading_assets.partitions import key_minute, session_bounds
 
 DEFAULT_SESSION = "2026-03-23"
@@ -85,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         help="partition range to backtest after the replay, or 'none' (%(default)s)",
     )
     args = parser.parse_args(argv)
+    # DAGSTER_HOME (./.dagster_home): its embedded PostgreSQL runs until the demo ends
+    with project_home() as home:
+        return _demo(args, home)
 
-    home = prepare_home()  # DAGSTER_HOME (./.dagster_home): no telemetry, no pop-up
+
+def _demo(args: argparse.Namespace, home: Path) -> int:
     apply_event_writes()  # before the daemon starts: it and its run workers inherit them
     from resources.paper_broker import PaperBroker
     from resources.warehouse import data_dir, table_exists, warehouse_path

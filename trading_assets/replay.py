@@ -238,8 +238,8 @@ def replay(
             (pd.Timestamp(session) - pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
         )
         warm_from = previous[previous >= previous[-1].normalize()][0]
-        log(f"warm-up: ingest {key(warm_from)} .. {key(minutes[0] - pd.Timedelta(minutes=1))}")
         warm_to = minutes[0] - pd.Timedelta(minutes=1) if minutes[0] > bounds[0] else previous[-1]
+        log(f"warm-up: ingest {key(warm_from)} .. {key(warm_to)}")
         for span in MinuteSpan.covering(warm_from, warm_to):
             run("ingest_job", span.tags)
         research_to = minutes[-1] if window is None else window[0] - pd.Timedelta(minutes=1)

@@ -4,7 +4,7 @@
 one busy in a long computation kept the whole UI up for minutes, SIGTERM too. Here `dagster
 dev` runs in its own process group: Ctrl-C (or SIGTERM) asks it to stop, and after `GRACE_S`
 seconds, or at a second Ctrl-C, the whole group is killed. The instance folder is prepared first
-(`trading_assets.instance`: no telemetry, no community pop-up).
+and its embedded server, if any, held until the UI has stopped (`trading_assets.instance`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from trading_assets.instance import prepare_home
+from trading_assets.instance import project_home
 
 GRACE_S = 5.0
 
@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("UI_HOST", "127.0.0.1"))
     parser.add_argument("--port", default=os.environ.get("UI_PORT", "3000"))
     args = parser.parse_args(argv)
-    home = prepare_home()
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
-    print(f"instance {home}; UI on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    return run_until_stopped([dagster, "dev", "-h", args.host, "-p", str(args.port)])
+    with project_home() as home:  # the embedded server, if any, stops after the UI
+        ui = f"http://{args.host}:{args.port}"
+        print(f"instance {home}; UI on {ui} (Ctrl-C stops it)", flush=True)
+        return run_until_stopped([dagster, "dev", "-h", args.host, "-p", str(args.port)])
 
 
 if __name__ == "__main__":

@@ -55,6 +55,9 @@ def test_a_real_session_runs_through_the_debate_in_one_run_with_checks_green(ses
     assert len(agent_checks) == 13  # valid (+ fallback rate for model-backed ones) per asset
     failed = {k: v.description for k, v in checks.items() if not v.passed}
     assert not failed
+    # A check runs once per run, over the run's minutes, and says which.
+    checked = {v.metadata["minutes_checked"].value for v in checks.values()}
+    assert checked == {f"{SESSION} 09:30 .. {SESSION} 15:59"}
 
 
 def test_every_analyst_covers_every_stock_every_minute_and_says_it_is_the_rules(

@@ -6,13 +6,12 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     MetadataValue,
-    asset_check,
 )
 from dagster_duckdb import DuckDBResource
 
 from resources.warehouse import SCHEMA
 from trading_assets.backtest.schema import BACKTEST_FILL_COLUMNS
-from trading_assets.checks.ingest import RUN_ID, load_rows, missing_table
+from trading_assets.checks.ingest import RUN_ID, load_rows, minute_check, missing_table
 
 SLACK = 1e-6  # float noise on prices built from bar prices
 
@@ -57,7 +56,7 @@ def fill_problems(fills: pd.DataFrame, bars: pd.DataFrame) -> list[str]:
     return problems
 
 
-@asset_check(
+@minute_check(
     asset="backtest_fills",
     name="backtest_fills_possible",
     blocking=True,

@@ -12,13 +12,12 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     MetadataValue,
-    asset_check,
 )
 from dagster_duckdb import DuckDBResource
 from pydantic import ValidationError
 
 from resources.trading_controls import TradingControls
-from trading_assets.checks.ingest import RUN_ID, load_rows, missing_table
+from trading_assets.checks.ingest import RUN_ID, load_rows, minute_check, missing_table
 from trading_assets.decision.risk import Signal, validate
 from trading_assets.decision.signals import SIGNAL_COLUMNS
 from trading_assets.execution.ledger import LEDGER_COLUMNS, SENT_STATES
@@ -63,7 +62,7 @@ def signal_problems(frame: pd.DataFrame, max_total_exposure_pct: float) -> list[
     return problems
 
 
-@asset_check(
+@minute_check(
     asset="trade_signals",
     name="trade_signals_valid",
     blocking=True,
@@ -118,7 +117,7 @@ def ledger_problems(signals: pd.DataFrame, ledger: pd.DataFrame) -> list[str]:
     return problems
 
 
-@asset_check(
+@minute_check(
     asset="broker_orders",
     name="broker_orders_match_signals",
     blocking=False,

@@ -8,14 +8,19 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     MetadataValue,
-    asset_check,
 )
 from dagster_duckdb import DuckDBResource
 
 from resources.market_data import MarketDataResource
 from resources.warehouse import SCHEMA, table_exists
 from trading_assets.assets.events import CONTEXT_COLUMNS, MARKET_EVENT_COLUMNS
-from trading_assets.checks.ingest import RUN_ID, load_rows, missing_table, warehouse_check
+from trading_assets.checks.ingest import (
+    RUN_ID,
+    load_rows,
+    minute_check,
+    missing_table,
+    warehouse_check,
+)
 from trading_assets.events.context import split_tickers
 from trading_assets.events.extract import EVENT_TYPES
 from trading_assets.ingest.news import story_key
@@ -59,7 +64,7 @@ def event_problems(frame: pd.DataFrame, universe: set[str]) -> list[str]:
     return problems
 
 
-@asset_check(
+@minute_check(
     asset="market_events",
     name="market_events_valid",
     blocking=True,

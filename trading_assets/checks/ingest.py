@@ -12,6 +12,7 @@ A check per run keeps the same guarantee (a run's minutes are checked before any
 downstream of them runs, and a failure blocks them) and names the minutes it checked.
 """
 
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +94,27 @@ def load_rows(
     return Loaded(inside, stray, start, end)
 
 
+def minute_check(
+    **kwargs: Any,
+) -> Callable[[Callable[..., AssetCheckResult]], AssetChecksDefinition]:
+    """`@asset_check` for the project's checks: the result also names the minutes it checked
+    (the run's, `run_span`), since a check runs once per run rather than once per partition."""
+
+    def decorate(fn: Callable[..., AssetCheckResult]) -> AssetChecksDefinition:
+        @functools.wraps(fn)
+        def checked(context: AssetCheckExecutionContext, *args: Any, **kw: Any) -> AssetCheckResult:
+            result = fn(context, *args, **kw)
+            span = run_span(context)
+            minutes = MetadataValue.text(
+                f"{span.first:%Y-%m-%d %H:%M} .. {span.last:%Y-%m-%d %H:%M}"
+            )
+            return result._replace(metadata={**result.metadata, "minutes_checked": minutes})
+
+        return asset_check(**kwargs)(checked)
+
+    return decorate
+
+
 def suite_result(
     outcome: SuiteOutcome, stray: pd.DataFrame, end: pd.Timestamp, severity: AssetCheckSeverity
 ) -> AssetCheckResult:
@@ -136,7 +158,7 @@ def warehouse_check(
 ) -> AssetChecksDefinition:
     """A check that loads the rows its run wrote and hands them to `body`."""
 
-    @asset_check(
+    @minute_check(
         asset=asset_name,
         name=name,
         blocking=blocking,
@@ -203,7 +225,7 @@ BAR_EXPECTATIONS = [
 ]
 
 
-@asset_check(asset=bars, blocking=True)
+@minute_check(asset=bars, blocking=True)
 def bars_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
     """OHLC consistency, positive finite prices, non-negative finite volume, one bar per
     ticker-minute, and no bar stamped outside the partition range. Blocking: bad bars never
@@ -215,7 +237,7 @@ def bars_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -
     return suite_result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
 
 
-@asset_check(asset=bars, blocking=False)
+@minute_check(asset=bars, blocking=False)
 def bars_expected_tickers(
     context: AssetCheckExecutionContext, warehouse: DuckDBResource, market_data: MarketDataResource
 ) -> AssetCheckResult:
@@ -274,7 +296,7 @@ NEWS_EXPECTATIONS = [
 ]
 
 
-@asset_check(asset=news, blocking=True)
+@minute_check(asset=news, blocking=True)
 def news_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
     """Non-empty headlines, each published before the end of the partition it is stored in
     (no look-ahead), and no story twice. Blocking: analysts never read a future headline."""
@@ -310,7 +332,7 @@ FUNDAMENTAL_EXPECTATIONS = [
 ]
 
 
-@asset_check(asset=fundamentals, blocking=True)
+@minute_check(asset=fundamentals, blocking=True)
 def fundamentals_point_in_time(
     context: AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> AssetCheckResult:
