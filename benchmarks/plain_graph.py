@@ -48,6 +48,10 @@ class PlainContext:
         return MINUTES.get_partition_keys_in_range(self.partition_key_range)
 
     @property
+    def assets_def(self) -> SimpleNamespace:
+        return SimpleNamespace(partitions_def=MINUTES)
+
+    @property
     def run(self) -> SimpleNamespace:
         return SimpleNamespace(tags=MinuteSpan.of_keys(self.first, self.last).tags)
 

@@ -25,7 +25,7 @@ from tests.graph.conftest import make_graph, throwaway_postgres_instance
 from trading_assets.load import load_session
 
 SESSION = "2026-03-23"
-FIRST, LAST = "09:32", "09:34"  # 09:34 has BUY/SELL verdicts; 09:30-09:31 are warm-up
+FIRST, LAST = "09:33", "09:34"  # 09:34 has BUY/SELL verdicts; 09:30-09:32 are warm-up
 
 
 @pytest.mark.postgres
@@ -64,7 +64,7 @@ def test_a_10x_replay_with_50_tickers_loses_no_run(
         )
 
     minutes = [t.minute for t in result.ticks]
-    assert len(minutes) == 3 and result.drained
+    assert len(minutes) == 2 and result.drained
     # every ticked minute has exactly one intraday run, and it succeeded
     by_minute = result.intraday_by_minute()
     assert {m: len(runs) for m, runs in by_minute.items()} == dict.fromkeys(minutes, 1)
