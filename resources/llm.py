@@ -37,17 +37,18 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import dagster as dg
 import duckdb
 import numpy as np
-import openai
 import pydantic
-from openai.lib._pydantic import to_strict_json_schema  # what client.chat.completions.parse uses
 
 from resources.errors import ProviderConfigError
+
+if TYPE_CHECKING:
+    import openai
 from resources.warehouse import SCHEMA, warehouse_path, warehouse_resource
 
 CACHE_TABLE = f"{SCHEMA}.llm_cache"
@@ -207,6 +208,9 @@ def _drop_unsupported_keywords(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _response_format(schema: type[pydantic.BaseModel], mode: str) -> dict[str, Any]:
+    # what client.chat.completions.parse uses
+    from openai.lib._pydantic import to_strict_json_schema
+
     if mode == "json_object":
         return {"type": "json_object"}
     return {
@@ -314,6 +318,8 @@ class LLMClient:
         self._warehouse = warehouse_resource(Path(self._s.cache_database))
         self._cache_ready = False
         self._local = threading.local()
+        import openai  # here, not at module level: the rules backend never loads it (0.8 s)
+
         self._http = openai.DefaultHttpxClient(event_hooks={"request": [self._count_request]})
         self._openai = openai.OpenAI(
             api_key=settings.api_key,
@@ -494,6 +500,8 @@ class LLMClient:
             "response_format": _response_format(schema, s.response_format),
         }
         kwargs[self._max_tokens_param] = s.max_output_tokens
+        import openai
+
         self._local.requests = 0
         error: openai.OpenAIError | None = None
         with self._semaphore:
@@ -524,6 +532,8 @@ class LLMClient:
 
     def _classify(self, error: openai.OpenAIError, latency_ms: float) -> Exception:
         """The openai client's final error as a fallback reason or a configuration error."""
+        import openai
+
         s = self._s
         host = self.host
         requests = self._local.requests

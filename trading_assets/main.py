@@ -25,6 +25,16 @@ DEFAULT_SESSION = "2026-03-23"
 INITIAL_CASH = 100_000.0
 
 
+def marked_pnl(
+    cash: float, positions: list[dict], last_close: dict[str, float], initial: float = INITIAL_CASH
+) -> float:
+    """Net P&L with open positions (signed quantities) at their last close: a window that ends
+    before the session's close leaves positions open, and they count marked, not as a missing
+    number (a position without a bar counts at its entry price)."""
+    held = sum(p["qty"] * last_close.get(p["symbol"], p["avg_entry_price"]) for p in positions)
+    return cash + held - initial
+
+
 def _print_summary(warehouse: Path, first: str, last: str, books: BrokerState) -> None:
     lo, hi = key_minute(first), key_minute(last)
     with connect(warehouse, read_only=True) as conn:
@@ -39,10 +49,18 @@ def _print_summary(warehouse: Path, first: str, last: str, books: BrokerState) -
             " GROUP BY action ORDER BY action",
             [lo, hi],
         ).fetchall()
+        last_close = dict(
+            conn.execute(
+                "SELECT ticker, arg_max(close, minute) FROM trading.bars WHERE minute <= ? "
+                "GROUP BY ticker",
+                [hi],
+            ).fetchall()
+        )
     orders = sum(1 for o in books.orders() if o["client_order_id"].startswith("sig-"))
     fills = collections.Counter(f["reason"] for f in books.fills()).items()
     commission = sum(f["commission"] for f in books.fills())
-    cash, open_positions = books.cash, len(books.positions())
+    positions = books.positions()
+    cash, open_positions = books.cash, len(positions)
     print("\ndebate verdicts: " + ", ".join(f"{a} {n}" for a, n in verdicts))
     print(
         f"trade signals:   {len(signals)} proposals -> "
@@ -58,9 +76,10 @@ def _print_summary(warehouse: Path, first: str, last: str, books: BrokerState) -
     by_reason = ", ".join(f"{r} {n}" for r, n in fills)
     print(f"paper broker:    {orders} bracket orders, fills by reason: {by_reason}; "
           f"{open_positions} positions open")  # fmt: skip
-    pnl = cash - INITIAL_CASH if open_positions == 0 else float("nan")
+    pnl = marked_pnl(cash, positions, last_close)
     gross = float(ledger["realised_pnl"].sum()) if len(ledger) else 0.0
-    print(f"P&L:             {pnl:+,.2f} USD net (ledger gross {gross:+,.2f}, commissions "
+    how = f"{open_positions} positions marked at {hi:%H:%M}'s close, " if open_positions else ""
+    print(f"P&L:             {pnl:+,.2f} USD net ({how}ledger gross {gross:+,.2f}, commissions "
           f"{commission:,.2f}) on {INITIAL_CASH:,.0f}")  # fmt: skip
     closed = ledger[ledger["state"] == "closed"]
     for row in closed.head(5).itertuples():

@@ -23,8 +23,7 @@ from hypothesis import strategies as st
 
 from resources.errors import ProviderConfigError
 from resources.providers.replay import BUNDLED_REPLAY_DIR, ReplayProvider
-from trading_assets.checks.expectations import validate
-from trading_assets.checks.ingest import BAR_EXPECTATIONS, suite_result
+from trading_assets.checks.ingest import BOUNDS, judge_bars
 from trading_assets.ingest.bars import bars_frame
 
 START = pd.Timestamp("2026-03-23 10:00")  # naive New York, a real session window
@@ -47,8 +46,7 @@ def judge(provider_bars: pd.DataFrame) -> AssetCheckResult:
     frame = bars_frame(provider_bars, "replay")
     inside = frame[(frame["minute"] >= START) & (frame["minute"] < END)]
     stray = frame.drop(inside.index)  # every row is this run's: outside the range is stray
-    outcome = validate(inside.reset_index(drop=True), "bars", BAR_EXPECTATIONS)
-    return suite_result(outcome, stray, END, AssetCheckSeverity.ERROR)
+    return judge_bars(inside.reset_index(drop=True), stray, START, END)
 
 
 # (what is done to one real row, the label the check's message must name)
@@ -60,7 +58,8 @@ def _set(col: str, value: float) -> tuple[str, str, float]:
 def corruptions(draw: st.DrawFn) -> tuple[str, str, float, int, str]:
     """One corruption: (kind, column, value, row, label the check must report)."""
     row = draw(st.integers(0, len(REAL) - 1))
-    kind = draw(st.sampled_from(["nan", "zero", "negative", "inf", "dup", "future", "early"]))
+    kinds = ["nan", "zero", "negative", "inf", "absurd", "dup", "future", "early"]
+    kind = draw(st.sampled_from(kinds))
     col = draw(st.sampled_from([*PRICES, "volume"]))
     if kind == "nan":
         return kind, col, np.nan, row, f"{col} present"
@@ -70,8 +69,9 @@ def corruptions(draw: st.DrawFn) -> tuple[str, str, float, int, str]:
     if kind == "negative":
         value = -draw(st.floats(0.01, 1e6))
         return kind, col, value, row, "volume >= 0" if col == "volume" else f"{col} > 0"
-    if kind == "inf":
-        return kind, col, np.inf, row, f"{col} finite"
+    if kind in ("inf", "absurd"):  # absurd: finite, but no share ever cost or traded that
+        value = np.inf if kind == "inf" else BOUNDS[col] * draw(st.floats(1.5, 1e200))
+        return kind, col, value, row, f"{col} <= {BOUNDS[col]:.0e}"
     if kind == "dup":
         return kind, "close", draw(st.floats(0.99, 1.01)), row, "one bar per ticker and minute"
     if kind == "future":
@@ -79,7 +79,9 @@ def corruptions(draw: st.DrawFn) -> tuple[str, str, float, int, str]:
         minutes = draw(st.integers(0, 60 * 24 * 365))
         shift = pd.Timedelta(days=365 * years, minutes=minutes) + (END - START)
         return kind, "timestamp", shift.total_seconds(), row, "written outside the partition range"
-    early = pd.Timedelta(minutes=draw(st.integers(1, 60 * 24 * 30)))
+    # at least the window's length back, so that any row lands before it (a shorter shift of
+    # a later row stays inside the window: a duplicate minute, not a stray)
+    early = pd.Timedelta(minutes=draw(st.integers(1, 60 * 24 * 30))) + (END - START)
     return kind, "timestamp", -early.total_seconds(), row, "written outside the partition range"
 
 
@@ -131,13 +133,48 @@ def test_out_of_order_rows_are_sorted_not_rejected(seed: int) -> None:
     pd.testing.assert_frame_equal(bars_frame(shuffled, "replay"), expected)
 
 
-def test_an_infinite_high_fails_the_check() -> None:
-    """An infinite high is consistent with every OHLC inequality, so only a finiteness
-    expectation catches it (it used to pass the blocking check)."""
+@pytest.mark.parametrize("high", [np.inf, 1e30])
+def test_an_infinite_or_absurd_high_fails_the_check(high: float) -> None:
+    """An infinite or absurd high is consistent with every OHLC inequality, so only a bound
+    catches it (infinity used to pass the blocking check, 1e30 passed until issue 20)."""
     bad = REAL.copy()
-    bad.loc[3, "high"] = np.inf
+    bad.loc[3, "high"] = high
     result = judge(bad)
-    assert not result.passed and "high finite: 1 rows" in result.description
+    assert not result.passed and "high <= 1e+07 (finite, plausible): 1 rows" in result.description
+
+
+def test_a_bar_stamped_with_seconds_fails_the_check_and_is_not_a_minute_of_its_own() -> None:
+    """A vendor's row stamped 09:32:59.999 (a last row 'at the close' with seconds) is stored
+    as delivered and fails the blocking check, which names it."""
+    bad = REAL.copy()
+    bad.loc[7, "timestamp"] += pd.Timedelta(seconds=59, milliseconds=999)
+    result = judge(bad)
+    assert not result.passed
+    assert "stamped on the minute (no seconds): 1 rows" in result.description
+
+
+def test_bars_labelled_by_their_end_fail_the_check_and_say_so() -> None:
+    """The session's first real bars labelled by their end (09:31 .. ): the open has no bar,
+    the next minute has, and the check says the bars look end-labelled instead of passing."""
+    opened, end = pd.Timestamp("2026-03-23 09:30"), pd.Timestamp("2026-03-23 09:36")
+    tickers = sorted(pd.read_csv(BUNDLED_REPLAY_DIR / "universe.csv")["ticker"])
+    real = ReplayProvider(BUNDLED_REPLAY_DIR).fetch_bars(tickers, _utc(opened), _utc(end))
+
+    def at_the_open(provider_bars: pd.DataFrame) -> AssetCheckResult:
+        frame = bars_frame(provider_bars, "replay")
+        inside = frame[frame["minute"] < end].reset_index(drop=True)
+        return judge_bars(inside, frame.iloc[0:0], opened, end)
+
+    assert at_the_open(real).passed
+    shifted = real.copy()
+    shifted["timestamp"] += pd.Timedelta(minutes=1)
+    result = at_the_open(shifted)
+    assert not result.passed
+    assert "bars look labelled by their end" in result.description
+    assert "2026-03-23" in result.description
+    # one ticker without a bar at the open (a late first trade) is no such sign
+    first = real["timestamp"] == real["timestamp"].min()
+    assert at_the_open(real[~(first & (real.index == real[first].index[0]))]).passed
 
 
 def test_bars_without_a_timestamp_fail_the_replay_loudly(tmp_path: Path) -> None:

@@ -25,7 +25,13 @@ from trading_assets.analysts.sentiment import headline_targets, sentiment_featur
 from trading_assets.analysts.team import SPECS, score_headlines
 from trading_assets.checks.expectations import validate
 from trading_assets.checks.ingest import NEWS_EXPECTATIONS
-from trading_assets.ingest.news import dedupe_news, provider_rows_dropped, story_key
+from trading_assets.ingest.news import (
+    MAX_STORED_CHARS,
+    dedupe_news,
+    provider_rows_dropped,
+    rows_over_storage_cap,
+    story_key,
+)
 from trading_assets.partitions import session_minutes
 
 TZ = "America/New_York"
@@ -190,6 +196,20 @@ def test_blank_or_missing_headlines_are_dropped_and_counted() -> None:
     assert len(stories) <= len(NEWS)
     assert provider_rows_dropped(raw, TICKERS)["blank_headline"] == 2
     assert provider_rows_dropped(RAW, TICKERS) == {"blank_headline": 0, "no_universe_ticker": 0}
+
+
+def test_a_megabyte_headline_is_stored_cut_and_counted() -> None:
+    """A provider's 1 MB headline (and summary) reaches the table cut to what it keeps, as the
+    same story, and the news asset's metadata counts the row; real stories are untouched."""
+    raw = RAW.copy()
+    row = raw.index[raw["tickers"].map(lambda t: "AAPL" in t)][0]
+    raw.loc[row, "headline"] = ("Apple beats estimates " * 50_000)[:1_000_000]
+    raw.loc[row, "summary"] = "x" * 1_000_000
+    stories = dedupe_news(raw, TICKERS, GRID, START, END)
+    for column, cap in MAX_STORED_CHARS.items():
+        assert stories[column].fillna("").str.len().le(cap).all()
+    assert rows_over_storage_cap(raw) == 1 and rows_over_storage_cap(RAW) == 0
+    assert len(dedupe_news(RAW, TICKERS, GRID, START, END).compare(NEWS)) == 0
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,11 @@ from trading_assets.assets.metadata import add_run_summary
 from trading_assets.assets.minutes import run_minutes
 from trading_assets.ingest.bars import bars_frame
 from trading_assets.ingest.fundamentals import fundamentals_frame
-from trading_assets.ingest.news import dedupe_news, provider_rows_dropped
+from trading_assets.ingest.news import (
+    dedupe_news,
+    provider_rows_dropped,
+    rows_over_storage_cap,
+)
 from trading_assets.partitions import (
     MINUTE_STEP,
     market_minute_partitions,
@@ -122,6 +126,8 @@ def news(context: AssetExecutionContext, market_data: MarketDataResource) -> pd.
             # look-back, so these count over the whole read, not only the run's minutes).
             "provider_rows_blank_headline": dropped["blank_headline"],
             "provider_rows_no_universe_ticker": dropped["no_universe_ticker"],
+            # ... and rows whose text was cut to what the table keeps (MAX_STORED_CHARS)
+            "provider_rows_text_truncated": rows_over_storage_cap(raw),
             "headlines_over_prompt_cap": int(
                 (frame["headline"].str.len() > MAX_HEADLINE_CHARS).sum()
             ),

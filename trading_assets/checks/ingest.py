@@ -13,7 +13,6 @@ downstream of them runs, and a failure blocks them) and names the minutes it che
 """
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,12 @@ from resources.market_data import MarketDataResource
 from resources.warehouse import SCHEMA, table_exists
 from trading_assets.assets.ingest import bars, fundamentals, news
 from trading_assets.assets.minutes import run_span
-from trading_assets.checks.expectations import Expectation, SuiteOutcome, validate
+from trading_assets.checks.expectations import (
+    Expectation,
+    ExpectationOutcome,
+    SuiteOutcome,
+    validate,
+)
 from trading_assets.partitions import minute_key
 from trading_assets.schemas import BAR_COLUMNS, FUNDAMENTAL_COLUMNS, NEWS_COLUMNS, empty_frame
 
@@ -174,9 +178,21 @@ def warehouse_check(
 
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
-FINITE_MAX = sys.float_info.max  # the largest finite float: "<= it" means "not infinite"
+# Plausibility bounds, far beyond any real US equity bar and far below float overflow: the
+# dearest share ever traded (BRK.A) stayed under USD 1,000,000, and a whole day's consolidated
+# US volume is ~1e10 shares. Infinity fails them too (it satisfies every OHLC inequality).
+MAX_PRICE = 10_000_000.0
+MAX_MINUTE_VOLUME = 10_000_000_000.0
+BOUNDS = {**dict.fromkeys(PRICE_COLUMNS, MAX_PRICE), "volume": MAX_MINUTE_VOLUME}
+
+STAMP_OFFSET = "seconds_past_minute"  # a column derived for the check, never stored
 
 BAR_EXPECTATIONS = [
+    Expectation(
+        "ExpectColumnValuesToBeBetween",
+        {"column": STAMP_OFFSET, "min_value": 0, "max_value": 0},
+        "stamped on the minute (no seconds)",
+    ),
     *[
         Expectation(
             "ExpectColumnValuesToBeBetween",
@@ -192,14 +208,15 @@ BAR_EXPECTATIONS = [
     Expectation(
         "ExpectColumnValuesToBeBetween", {"column": "volume", "min_value": 0}, "volume >= 0"
     ),
-    # An infinite high satisfies every OHLC inequality above; only a finiteness bound catches it.
+    # An infinite or absurd high (1e30) satisfies every OHLC inequality below; only a bound
+    # catches it.
     *[
         Expectation(
             "ExpectColumnValuesToBeBetween",
-            {"column": c, "max_value": FINITE_MAX},
-            f"{c} finite",
+            {"column": c, "max_value": bound},
+            f"{c} <= {bound:.0e} (finite, plausible)",
         )
-        for c in (*PRICE_COLUMNS, "volume")
+        for c, bound in BOUNDS.items()
     ],
     *[
         Expectation(
@@ -225,16 +242,64 @@ BAR_EXPECTATIONS = [
 ]
 
 
+def with_stamp_offset(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the seconds past the minute of each bar's stamp: a vendor's last row stamped
+    15:59:59.999 must fail the check, not be stored as a minute of its own."""
+    minute = pd.to_datetime(frame["minute"])
+    return frame.assign(**{STAMP_OFFSET: (minute - minute.dt.floor("min")).dt.total_seconds()})
+
+
+def end_labelled_opens(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
+    """Sessions whose opening minute (09:30) the run covers, with bars at 09:31 and none at
+    09:30: what bars labelled by their end (09:31 .. 16:00) look like. The project labels a
+    bar by its start; end-labelled data would shift every bar by a minute and lose 15:59's."""
+    if frame.empty:
+        return []
+    minute = pd.to_datetime(frame["minute"])
+    found = []
+    for day in sorted(set(minute.dt.normalize())):
+        opening = day + pd.Timedelta(hours=9, minutes=30)
+        second = opening + pd.Timedelta(minutes=1)
+        covered = start <= opening and second < end
+        if covered and (minute == second).any() and not (minute == opening).any():
+            found.append(f"{day:%Y-%m-%d}")
+    return found
+
+
 @minute_check(asset=bars, blocking=True)
 def bars_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
-    """OHLC consistency, positive finite prices, non-negative finite volume, one bar per
-    ticker-minute, and no bar stamped outside the partition range. Blocking: bad bars never
+    """OHLC consistency, positive prices and non-negative volume below plausibility bounds
+    (`BOUNDS`: infinity and 1e30 fail), one bar per ticker-minute, and no bar stamped outside
+    the partition range. Blocking: bad bars never
     reach an analyst."""
     loaded = load_rows(context, warehouse, "bars")
     if loaded is None:
         return missing_table("bars")
-    outcome = validate(loaded.inside, "bars", BAR_EXPECTATIONS)
-    return suite_result(outcome, loaded.stray, loaded.end, AssetCheckSeverity.ERROR)
+    return judge_bars(loaded.inside, loaded.stray, loaded.start, loaded.end)
+
+
+def judge_bars(
+    inside: pd.DataFrame, stray: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> AssetCheckResult:
+    """`bars_valid`'s verdict on a run's rows (`inside`) and the rows it wrote elsewhere."""
+    outcome = validate(with_stamp_offset(inside), "bars", BAR_EXPECTATIONS)
+    shifted = end_labelled_opens(inside, start, end)
+    if shifted:
+        outcome = SuiteOutcome(
+            success=False,
+            row_count=outcome.row_count,
+            outcomes=[
+                *outcome.outcomes,
+                ExpectationOutcome(
+                    "a bar at the open (09:30), not only after it: bars look labelled by their "
+                    "end; label each by its start",
+                    False,
+                    len(shifted),
+                    shifted,
+                ),
+            ],
+        )
+    return suite_result(outcome, stray, end, AssetCheckSeverity.ERROR)
 
 
 @minute_check(asset=bars, blocking=False)

@@ -19,6 +19,11 @@ import pandas as pd
 from trading_assets.partitions import arrival_minutes
 from trading_assets.schemas import MARKET_TZ, NEWS_COLUMNS, conform, empty_frame, to_market_naive
 
+# What the `news` table keeps of a story's text. Real headlines run to ~300 characters and
+# summaries to a few thousand; a provider's 1 MB "headline" is cut here, and counted
+# (`rows_over_storage_cap`), rather than stored whole and read into every prompt's feature frame.
+MAX_STORED_CHARS = {"headline": 1_000, "summary": 10_000}
+
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
@@ -50,6 +55,17 @@ def provider_rows_dropped(provider_news: pd.DataFrame, universe: Iterable[str]) 
         "blank_headline": int((~has_headline(provider_news["headline"])).sum()),
         "no_universe_ticker": int((~about).sum()),
     }
+
+
+def rows_over_storage_cap(provider_news: pd.DataFrame) -> int:
+    """Provider rows whose headline or summary is longer than the table keeps."""
+    if provider_news.empty:
+        return 0
+    over = pd.Series(False, index=provider_news.index)
+    for column, cap in MAX_STORED_CHARS.items():
+        if column in provider_news:
+            over |= provider_news[column].fillna("").astype(str).str.len() > cap
+    return int(over.sum())
 
 
 def dedupe_news(
@@ -92,6 +108,8 @@ def dedupe_news(
             "providers": grouped["provider"].agg(lambda s: ",".join(sorted(set(s)))),
         }
     )
+    for column, cap in MAX_STORED_CHARS.items():  # the story's identity is its whole headline
+        stories[column] = stories[column].str.slice(0, cap)
     stories["news_id"] = [story_id(k) for k in stories.index]
     stories["minute"] = arrival_minutes(stories["published_at"], grid).to_numpy()
     stories["published_at"] = to_market_naive(stories["published_at"])
