@@ -51,9 +51,9 @@ def _print_summary(warehouse: Path, first: str, last: str, books: BrokerState) -
         ).fetchall()
         last_close = dict(
             conn.execute(
-                "SELECT ticker, arg_max(close, minute) FROM trading.bars WHERE minute <= ? "
-                "GROUP BY ticker",
-                [hi],
+                "SELECT ticker, arg_max(close, minute) FROM trading.bars "
+                "WHERE minute BETWEEN ? AND ? GROUP BY ticker",
+                [lo, hi],
             ).fetchall()
         )
     orders = sum(1 for o in books.orders() if o["client_order_id"].startswith("sig-"))

@@ -270,8 +270,8 @@ def end_labelled_opens(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timesta
 def bars_valid(context: AssetCheckExecutionContext, warehouse: DuckDBResource) -> AssetCheckResult:
     """OHLC consistency, positive prices and non-negative volume below plausibility bounds
     (`BOUNDS`: infinity and 1e30 fail), one bar per ticker-minute, and no bar stamped outside
-    the partition range. Blocking: bad bars never
-    reach an analyst."""
+    the partition range; bars stamped off the minute or labelled by their end fail too.
+    Blocking: bad bars never reach an analyst."""
     loaded = load_rows(context, warehouse, "bars")
     if loaded is None:
         return missing_table("bars")
